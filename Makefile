@@ -3,7 +3,6 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
-PY_SRC := shared/src services/token-api/src services/dispatcher/src services/agent-worker/src emulator/src
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -42,7 +41,7 @@ format: sync ## Apply ruff fixes and formatting
 
 .PHONY: typecheck
 typecheck: sync ## mypy on the shared library, the services and the emulator
-	@$(UV) run --no-sync mypy $(PY_SRC)
+	@$(UV) run --no-sync mypy -p agentline -p token_api -p dispatcher -p agent_worker -p livekit_emulator
 
 .PHONY: bench
 bench: sync ## Run the benchmarks; figures are printed and written to bench/results/

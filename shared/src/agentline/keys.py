@@ -1,0 +1,101 @@
+"""Every Redis key and stream name agentline uses, in one place.
+
+All keys share one hash tag (``{namespace}``) so that the multi-key Lua scripts also run on
+Redis Cluster: one slot holds a deployment's keys. Tests give each case its own namespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DISPATCHER_GROUP = "dispatchers"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    namespace: str = "agentline"
+
+    @property
+    def prefix(self) -> str:
+        return "{" + self.namespace + "}"
+
+    # Streams
+    @property
+    def requests(self) -> str:
+        """Dispatch requests written by token-api, read by the dispatcher group."""
+        return f"{self.prefix}:dispatch-requests"
+
+    @property
+    def dead_letters(self) -> str:
+        """Requests that failed too many deliveries, with the reason."""
+        return f"{self.prefix}:dispatch-requests:dead"
+
+    @property
+    def worker_events(self) -> str:
+        """Job events our agent workers report (request, accept, join, audio, end)."""
+        return f"{self.prefix}:worker-events"
+
+    @property
+    def lifecycle_events(self) -> str:
+        """Every dispatch transition of the deployment, in order (for watchers and metrics)."""
+        return f"{self.prefix}:lifecycle"
+
+    @property
+    def control(self) -> str:
+        """Commands for the dispatchers that are not new requests (cancel)."""
+        return f"{self.prefix}:control"
+
+    # Dispatches
+    def dispatch(self, dispatch_id: str) -> str:
+        """Hash: the dispatch record."""
+        return f"{self.prefix}:dispatch:{dispatch_id}"
+
+    def dispatch_events(self, dispatch_id: str) -> str:
+        """Stream: the dispatch's own transitions (what SSE serves)."""
+        return f"{self.prefix}:dispatch:{dispatch_id}:events"
+
+    def idempotency(self, scope: str, key: str) -> str:
+        """String: the first answer given for an Idempotency-Key."""
+        return f"{self.prefix}:idem:{scope}:{key}"
+
+    def room_dispatch(self, room: str) -> str:
+        """String: the dispatch that owns the agent of a room (one agent per room)."""
+        return f"{self.prefix}:room:{room}:dispatch"
+
+    @property
+    def deadlines(self) -> str:
+        """Sorted set: dispatch id → the time its current stage times out."""
+        return f"{self.prefix}:deadlines"
+
+    @property
+    def active_dispatches(self) -> str:
+        """Sorted set: non-terminal dispatch ids by creation time."""
+        return f"{self.prefix}:dispatches:active"
+
+    # Workers
+    @property
+    def workers(self) -> str:
+        """Sorted set: worker id → expiry of its last heartbeat (ms)."""
+        return f"{self.prefix}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        """Hash: one worker's registry entry (expires without heartbeats)."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    # Admission (capacity-aware)
+    def waiting_queue(self, agent_name: str) -> str:
+        """List: dispatch ids waiting for a slot of this agent_name, FIFO."""
+        return f"{self.prefix}:queue:{agent_name}"
+
+    def slots_used(self, agent_name: str) -> str:
+        """Hash: dispatch id → reservation expiry (ms) for this agent_name."""
+        return f"{self.prefix}:slots:{agent_name}"
+
+    # API
+    def rate_limit(self, subject: str, window: int) -> str:
+        return f"{self.prefix}:ratelimit:{subject}:{window}"
+
+    # Webhooks seen by the dispatcher (for the doctor)
+    @property
+    def webhook_stats(self) -> str:
+        return f"{self.prefix}:webhooks"

@@ -1,0 +1,77 @@
+"""The worker registry: live agent workers per agent_name, refreshed by their heartbeats.
+
+A sorted set holds each worker's expiry; a hash per worker holds its details and expires on
+its own, so a crashed worker disappears within one TTL without anyone cleaning up.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from redis.asyncio import Redis
+
+from agentline.ids import now_ms
+from agentline.keys import Keys
+from agentline.schema import AgentNameSummary, WorkerInfo
+
+
+class WorkerRegistry:
+    def __init__(self, redis: Redis, keys: Keys, ttl_seconds: float = 6.0) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_ms = int(ttl_seconds * 1000)
+
+    async def heartbeat(self, info: WorkerInfo) -> None:
+        at = now_ms()
+        fields: dict[Any, Any] = {**info.to_fields(), "heartbeat_at_ms": str(at)}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.worker(info.worker_id), mapping=fields)
+            pipe.pexpire(self.keys.worker(info.worker_id), self.ttl_ms)
+            pipe.zadd(self.keys.workers, {info.worker_id: at + self.ttl_ms})
+            await pipe.execute()
+
+    async def deregister(self, worker_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.worker(worker_id))
+            pipe.zrem(self.keys.workers, worker_id)
+            await pipe.execute()
+
+    async def live_workers(self) -> list[WorkerInfo]:
+        at = now_ms()
+        await self.redis.zremrangebyscore(self.keys.workers, "-inf", at)
+        ids = await self.redis.zrangebyscore(self.keys.workers, at, "+inf")
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for worker_id in ids:
+                pipe.hgetall(self.keys.worker(_text(worker_id)))
+            rows = await pipe.execute()
+        return [WorkerInfo.from_fields(_decode(row)) for row in rows if row]
+
+    async def summary(self) -> dict[str, AgentNameSummary]:
+        """Live workers summed per agent_name."""
+        grouped: dict[str, list[WorkerInfo]] = defaultdict(list)
+        for worker in await self.live_workers():
+            grouped[worker.agent_name].append(worker)
+        return {
+            name: AgentNameSummary(
+                agent_name=name,
+                workers=len(workers),
+                capacity=sum(w.capacity for w in workers if not w.draining),
+                active_jobs=sum(w.active_jobs for w in workers),
+                draining_workers=sum(1 for w in workers if w.draining),
+            )
+            for name, workers in sorted(grouped.items())
+        }
+
+    async def served_agent_names(self) -> list[str]:
+        return sorted({w.agent_name for w in await self.live_workers() if not w.draining})
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode(row: dict[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in row.items()}

@@ -1,0 +1,37 @@
+import asyncio
+
+from agentline.registry import WorkerRegistry
+from agentline.schema import WorkerEvent, WorkerEventKind, WorkerInfo
+from agentline.worker_events import WorkerEventPublisher
+
+
+async def test_heartbeats_expire_and_summarise(redis_client, keys):
+    registry = WorkerRegistry(redis_client, keys, ttl_seconds=0.3)
+    await registry.heartbeat(WorkerInfo("w1", "travel-assistant", capacity=4, active_jobs=1))
+    await registry.heartbeat(WorkerInfo("w2", "travel-assistant", capacity=2, active_jobs=2))
+    await registry.heartbeat(WorkerInfo("w3", "other", capacity=1, draining=True))
+    summary = await registry.summary()
+    assert summary["travel-assistant"].workers == 2
+    assert summary["travel-assistant"].capacity == 6
+    assert summary["travel-assistant"].active_jobs == 3
+    assert summary["other"].draining_workers == 1 and summary["other"].capacity == 0
+    assert await registry.served_agent_names() == ["travel-assistant"]
+    await asyncio.sleep(0.4)
+    assert await registry.live_workers() == []
+    assert await redis_client.zcard(keys.workers) == 0
+
+
+async def test_deregister(redis_client, keys):
+    registry = WorkerRegistry(redis_client, keys)
+    await registry.heartbeat(WorkerInfo("w1", "a", capacity=1))
+    await registry.deregister("w1")
+    assert await registry.live_workers() == []
+
+
+async def test_worker_events_round_trip(redis_client, keys):
+    publisher = WorkerEventPublisher(redis_client, keys)
+    event = WorkerEvent(WorkerEventKind.ACCEPTED, "w1", "a", job_id="AJ_1", dispatch_id="dsp_1")
+    await publisher.publish(event)
+    rows = await redis_client.xrange(keys.worker_events)
+    got = WorkerEvent.from_fields(rows[0][1])
+    assert got.kind is WorkerEventKind.ACCEPTED and got.dispatch_id == "dsp_1" and got.at_ms > 0
