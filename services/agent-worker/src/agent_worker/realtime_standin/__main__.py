@@ -1,0 +1,3 @@
+from agent_worker.realtime_standin import main
+
+main()
