@@ -10,27 +10,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("agentline.redis")
 
 
-def make_client(url: str, **kwargs: Any) -> Redis:
-    """A client with the options every agentline process uses."""
+def make_client(url: str, max_connections: int = 64, **kwargs: Any) -> Redis:
+    """A client with the options every agentline process uses.
+
+    The pool blocks (up to 5 s) when all connections are busy instead of failing at once:
+    a burst then queues for a connection rather than erroring.
+    """
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_connect_timeout": 2.0,
         "health_check_interval": 15,
         "retry_on_timeout": True,
+        "max_connections": max_connections,
+        "timeout": 5.0,
     }
     options.update(kwargs)
-    return Redis.from_url(url, **options)
+    pool = BlockingConnectionPool.from_url(url, **options)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 async def ping(url: str, wait_seconds: float = 1.0) -> bool:
-    client = make_client(url, socket_timeout=wait_seconds, socket_connect_timeout=wait_seconds)
+    client = make_client(
+        url, max_connections=1, socket_timeout=wait_seconds, socket_connect_timeout=wait_seconds
+    )
     try:
         return bool(await asyncio.wait_for(client.ping(), wait_seconds))
     except (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError):
