@@ -33,6 +33,7 @@ class Child:
     env: dict[str, str]
     process: asyncio.subprocess.Process | None = None
     colour: str = "0"
+    relay: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -54,7 +55,7 @@ class DevSystem:
             start_new_session=True,
         )
         self.children.append(child)
-        asyncio.create_task(self._relay(child))
+        child.relay = asyncio.create_task(self._relay(child))
 
     async def _relay(self, child: Child) -> None:
         assert child.process and child.process.stdout
