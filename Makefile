@@ -23,7 +23,7 @@ dev: sync ## Run the whole system locally (embedded Redis/emulator where nothing
 
 .PHONY: demo
 demo: sync ## One session as a frontend would do it, against `make dev`
-	@$(UV) run --no-sync python -m agentline_demo
+	@$(UV) run --no-sync python -m agentline.demo
 
 .PHONY: test
 test: sync ## Run the whole test suite (real Redis; embedded one when none answers)
