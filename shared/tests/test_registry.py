@@ -35,3 +35,15 @@ async def test_worker_events_round_trip(redis_client, keys):
     rows = await redis_client.xrange(keys.worker_events)
     got = WorkerEvent.from_fields(rows[0][1])
     assert got.kind is WorkerEventKind.ACCEPTED and got.dispatch_id == "dsp_1" and got.at_ms > 0
+
+
+async def test_webhook_stats_round_trip(redis_client, keys):
+    from agentline.webhook_stats import read_webhook_stats, record_webhook
+
+    assert (await read_webhook_stats(redis_client, keys)).ok_count == 0
+    await record_webhook(redis_client, keys, verified=True, event="participant_joined")
+    await record_webhook(redis_client, keys, verified=False, error="signature mismatch")
+    stats = await read_webhook_stats(redis_client, keys)
+    assert stats.ok_count == 1 and stats.last_ok_event == "participant_joined"
+    assert stats.bad_count == 1 and stats.last_bad_error == "signature mismatch"
+    assert stats.last_ok_at_ms > 0 and stats.last_bad_at_ms > 0
