@@ -47,3 +47,15 @@ async def test_webhook_stats_round_trip(redis_client, keys):
     assert stats.ok_count == 1 and stats.last_ok_event == "participant_joined"
     assert stats.bad_count == 1 and stats.last_bad_error == "signature mismatch"
     assert stats.last_ok_at_ms > 0 and stats.last_bad_at_ms > 0
+
+
+async def test_instance_heartbeats_expire(redis_client, keys):
+    from agentline.registry import InstanceHeartbeats
+
+    beats = InstanceHeartbeats(redis_client, keys, "dispatcher", ttl_seconds=0.2)
+    await beats.beat("pod-a")
+    await beats.beat("pod-b")
+    await beats.leave("pod-b")
+    assert await beats.alive() == ["pod-a"]
+    await asyncio.sleep(0.25)
+    assert await beats.alive() == []

@@ -82,6 +82,10 @@ class Keys:
         """Hash: one worker's registry entry (expires without heartbeats)."""
         return f"{self.prefix}:worker:{worker_id}"
 
+    def service_instances(self, service: str) -> str:
+        """Sorted set: live instances of a service (e.g. dispatcher pods) → heartbeat expiry."""
+        return f"{self.prefix}:instances:{service}"
+
     # Admission (capacity-aware)
     def waiting_queue(self, agent_name: str) -> str:
         """List: dispatch ids waiting for a slot of this agent_name, FIFO."""

@@ -75,3 +75,27 @@ def _text(value: Any) -> str:
 
 def _decode(row: dict[Any, Any]) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in row.items()}
+
+
+class InstanceHeartbeats:
+    """Liveness of service instances (dispatcher replicas, API pods), one sorted set each.
+
+    Consumer-group idle times cannot tell a live dispatcher from a dead one (an empty read
+    does not register a consumer on Redis 7.0), so instances say so themselves.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys, service: str, ttl_seconds: float = 15.0):
+        self.redis = redis
+        self.key = keys.service_instances(service)
+        self.ttl_ms = int(ttl_seconds * 1000)
+
+    async def beat(self, instance: str) -> None:
+        await self.redis.zadd(self.key, {instance: now_ms() + self.ttl_ms})
+
+    async def leave(self, instance: str) -> None:
+        await self.redis.zrem(self.key, instance)
+
+    async def alive(self) -> list[str]:
+        at = now_ms()
+        await self.redis.zremrangebyscore(self.key, "-inf", at)
+        return sorted(_text(i) for i in await self.redis.zrangebyscore(self.key, at, "+inf"))
