@@ -1,0 +1,174 @@
+"""Webhooks as LiveKit sends them.
+
+Body: protojson ``WebhookEvent`` (lowerCamelCase, zero values left out); headers
+``Content-Type: application/webhook+json`` and ``Authorization: <token>`` (no scheme), the
+token signed with the API secret and carrying the body's base64 SHA-256 in its ``sha256``
+claim. Events of one room are delivered in order; failed deliveries are retried a few times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import time
+import zlib
+from collections import deque
+from typing import Any
+
+import aiohttp
+from livekit.protocol import webhook
+
+from . import ids
+from .auth import webhook_token
+from .config import EmulatorConfig
+from .model import Participant, Room, Track
+from .protojson import webhook_json
+from .state import State
+
+logger = logging.getLogger("livekit_emulator.webhooks")
+
+CONTENT_TYPE = "application/webhook+json"
+# Events whose room and participant are given by reference only (sid + name / identity).
+TRACK_EVENTS = frozenset({"track_published", "track_unpublished"})
+
+
+class WebhookNotifier:
+    def __init__(self, config: EmulatorConfig, state: State) -> None:
+        self._config = config
+        self._state = state
+        self._key, self._secret = config.signing_key
+        self.urls = list(config.webhook_urls)
+        self.drop = False
+        self.delay_s = 0.0
+        self.stats = {"queued": 0, "delivered": 0, "failed": 0, "dropped": 0, "retries": 0}
+        # Recent deliveries: {"event", "url", "status", "attempts", "error"}.
+        self.deliveries: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self._queues: list[asyncio.Queue[tuple[float, str, str]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._config.webhook_timeout_s)
+        )
+        n = max(1, self._config.webhook_senders)
+        self._queues = [asyncio.Queue() for _ in range(n)]
+        self._tasks = [asyncio.create_task(self._sender(q)) for q in self._queues]
+
+    async def stop(self, flush_timeout: float = 1.0) -> None:
+        if self._session is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.flush(), flush_timeout)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._session.close()
+        self._session = None
+        self._tasks = []
+        self._queues = []
+
+    async def flush(self) -> None:
+        """Wait until every queued event was delivered (or given up)."""
+        for q in self._queues:
+            await q.join()
+
+    def emit(
+        self,
+        event: str,
+        room: Room,
+        participant: Participant | None = None,
+        track: Track | None = None,
+    ) -> None:
+        self._state.events.append(
+            {
+                "event": event,
+                "room": room.name,
+                "room_sid": room.sid,
+                "participant": participant.identity if participant else None,
+                "participant_sid": participant.sid if participant else None,
+                "participant_kind": (
+                    ("AGENT" if participant.is_agent else "STANDARD") if participant else None
+                ),
+                "track": track.sid if track else None,
+                "t": time.time(),
+            }
+        )
+        if not self.urls or not self._queues:
+            return
+        if self.drop:
+            self.stats["dropped"] += 1
+            return
+        by_ref = event in TRACK_EVENTS
+        msg = webhook.WebhookEvent(
+            event=event,
+            room=room.ref_proto() if by_ref else room.proto(),
+            id=ids.guid(ids.EVENT),
+            created_at=int(time.time()),
+        )
+        if participant is not None:
+            msg.participant.CopyFrom(participant.ref_proto() if by_ref else participant.proto())
+        if track is not None:
+            msg.track.CopyFrom(track.proto())
+        body = webhook_json(msg)
+        shard = zlib.crc32(room.name.encode()) % len(self._queues)
+        self.stats["queued"] += 1
+        self._queues[shard].put_nowait((asyncio.get_running_loop().time(), event, body))
+
+    async def _sender(self, queue: asyncio.Queue[tuple[float, str, str]]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            emitted_at, event, body = await queue.get()
+            try:
+                wait = emitted_at + self.delay_s - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self._deliver(event, body)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a sender must survive anything
+                logger.exception("webhook delivery crashed")
+            finally:
+                queue.task_done()
+
+    async def _deliver(self, event: str, body: str) -> None:
+        assert self._session is not None
+        data = body.encode()
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "Authorization": webhook_token(self._key, self._secret, digest),
+        }
+        for url in self.urls:
+            status: int | None = None
+            error = ""
+            attempts = 0
+            for attempt in range(self._config.webhook_retries + 1):
+                attempts = attempt + 1
+                if attempt:
+                    self.stats["retries"] += 1
+                    await asyncio.sleep(self._config.webhook_backoff_s * 2 ** (attempt - 1))
+                try:
+                    async with self._session.post(url, data=data, headers=headers) as resp:
+                        status = resp.status
+                        await resp.read()
+                    if 200 <= status < 300:
+                        error = ""
+                        break
+                    error = f"status {status}"
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    status, error = None, repr(exc)
+            ok = not error
+            self.stats["delivered" if ok else "failed"] += 1
+            if not ok:
+                logger.warning("webhook %s to %s failed: %s", event, url, error)
+            self.deliveries.append(
+                {"event": event, "url": url, "status": status, "attempts": attempts, "error": error}
+            )
