@@ -1,0 +1,195 @@
+"""The two peer connections of a signalling session, on aiortc.
+
+* ``PublisherPeer``: the client offers (its tracks, its data channels), the emulator answers.
+* ``SubscriberPeer``: the emulator offers the room's other tracks, relayed, and the client
+  answers. Offers are serialised: one is outstanding at a time; changes made meanwhile are
+  sent in the next one.
+
+No STUN/TURN servers (nothing outside is reachable): aiortc puts its host candidates in the
+SDP it sends, so the emulator never trickles; the client's trickled candidates are added with
+``addIceCandidate`` (kept until the remote description is set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+
+from .sdp import rewrite_msid
+
+log = logging.getLogger("livekit_emulator.rtc.peer")
+
+ANSWER_TIMEOUT_S = 10.0
+
+
+def new_peer_connection() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+class _CandidateSink:
+    """Remote candidates for a peer connection, held until its remote description is set and
+    de-duplicated (the SDK trickles the same address once per media section)."""
+
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        self._pc = pc
+        self._pending: list[RTCIceCandidate | None] = []
+        self._seen: set[tuple[str, str, int]] = set()
+
+    async def add(self, candidate: RTCIceCandidate | None) -> None:
+        if candidate is not None:
+            key = (candidate.protocol.lower(), candidate.ip, candidate.port)
+            if key in self._seen:
+                return
+            self._seen.add(key)
+        if self._pc.remoteDescription is None:
+            self._pending.append(candidate)
+            return
+        await self._pc.addIceCandidate(candidate)
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for candidate in pending:
+            await self._pc.addIceCandidate(candidate)
+
+
+class PublisherPeer:
+    """Receives the client's tracks. ``on_track(mid, track)`` is called for every media
+    section the client sends on (the SDK pre-creates some that never carry media)."""
+
+    def __init__(self, on_track: Callable[[str, MediaStreamTrack], None]) -> None:
+        self.pc = new_peer_connection()
+        self._candidates = _CandidateSink(self.pc)
+        self._on_track = on_track
+        self._lock = asyncio.Lock()
+        self.pc.on("track", self._track)
+
+    def _track(self, track: MediaStreamTrack) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track and transceiver.mid is not None:
+                self._on_track(transceiver.mid, track)
+                return
+        log.warning("publisher track %s without a media section", track.id)
+
+    async def answer(self, offer_sdp: str) -> str:
+        """The answer to the client's (re)offer, with the emulator's candidates in it."""
+        async with self._lock:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            await self._candidates.flush()
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            return self.pc.localDescription.sdp
+
+    def transceiver(self, mid: str) -> RTCRtpTransceiver | None:
+        return next((t for t in self.pc.getTransceivers() if t.mid == mid), None)
+
+    async def add_candidate(self, candidate: RTCIceCandidate | None) -> None:
+        await self._candidates.add(candidate)
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+@dataclass
+class _Outgoing:
+    participant_sid: str
+    track_sid: str
+    transceiver: RTCRtpTransceiver
+
+
+SendOffer = Callable[[str, int, dict[str, str]], Awaitable[None]]
+
+
+class SubscriberPeer:
+    """Sends the room's tracks to the client. ``send_offer(sdp, offer_id, mid_to_track)``
+    delivers an offer; ``set_answer`` completes it."""
+
+    def __init__(self, send_offer: SendOffer) -> None:
+        self.pc = new_peer_connection()
+        self._candidates = _CandidateSink(self.pc)
+        self._send_offer = send_offer
+        self._outgoing: dict[str, _Outgoing] = {}
+        self._answer: asyncio.Future[str] | None = None
+        self._offer_id = 0
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.negotiations = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._negotiate_forever(), name="rtc-subscriber")
+
+    def has(self, track_sid: str) -> bool:
+        return track_sid in self._outgoing
+
+    def add(self, participant_sid: str, track_sid: str, track: MediaStreamTrack) -> None:
+        if track_sid in self._outgoing:
+            return
+        transceiver = self.pc.addTransceiver(track, direction="sendonly")
+        self._outgoing[track_sid] = _Outgoing(participant_sid, track_sid, transceiver)
+        self._dirty.set()
+
+    async def remove(self, track_sid: str) -> None:
+        out = self._outgoing.pop(track_sid, None)
+        if out is None:
+            return
+        # aiortc cannot drop a media section: it goes inactive, as browsers do.
+        out.transceiver.direction = "inactive"
+        with contextlib.suppress(Exception):
+            out.transceiver.sender.replaceTrack(None)
+        self._dirty.set()
+
+    def set_answer(self, sdp: str) -> None:
+        if self._answer is None or self._answer.done():
+            log.warning("subscriber answer without an outstanding offer: ignored")
+            return
+        self._answer.set_result(sdp)
+
+    async def add_candidate(self, candidate: RTCIceCandidate | None) -> None:
+        await self._candidates.add(candidate)
+
+    async def _negotiate_forever(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._negotiate()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("subscriber negotiation failed")
+
+    async def _negotiate(self) -> None:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        msid: dict[str, tuple[str, str]] = {}
+        mid_to_track: dict[str, str] = {}
+        for out in self._outgoing.values():
+            mid = out.transceiver.mid
+            if mid is not None:
+                msid[mid] = (f"{out.participant_sid}|{out.track_sid}", out.track_sid)
+                mid_to_track[mid] = out.track_sid
+        self._offer_id += 1
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        sdp = rewrite_msid(self.pc.localDescription.sdp, msid)
+        await self._send_offer(sdp, self._offer_id, mid_to_track)
+        answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT_S)
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await self._candidates.flush()
+        self.negotiations += 1
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.pc.close()
