@@ -1,0 +1,125 @@
+"""Runs every check in order, stopping nowhere, and renders them as text or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from agentline.doctor.checks import (
+    Check,
+    check_redis,
+    check_settings,
+    check_webhooks,
+    check_workers,
+)
+from agentline.doctor.livekit_checks import check_livekit
+from agentline.keys import Keys
+from agentline.redis_conn import make_client
+from agentline.settings import DEV_API_KEY, CommonSettings, TokenApiSettings
+
+
+@dataclass
+class DoctorOptions:
+    agent_names: list[str]
+    probe: bool = True
+    api_url: str = "http://127.0.0.1:8080"
+    api_key: str = DEV_API_KEY
+    timeout_s: float = 30.0
+
+
+async def run_doctor(
+    settings: CommonSettings,
+    options: DoctorOptions,
+    progress: Callable[[str], None] | None = None,
+) -> list[Check]:
+    checks = check_settings()
+    redis = make_client(settings.redis_url, max_connections=4, socket_timeout=3.0)
+    keys = Keys(settings.redis_namespace)
+    try:
+        redis_checks = await check_redis(redis, keys, settings.redis_url)
+        checks += redis_checks
+        livekit_checks = await check_livekit(settings)
+        checks += livekit_checks
+        if redis_checks[0].ok:
+            checks += await check_workers(redis, keys, options.agent_names)
+            checks += await check_webhooks(redis, keys)
+        else:
+            checks.append(Check("workers", "worker registry", False, "Redis unreachable"))
+    finally:
+        await redis.aclose()
+    livekit_up = bool(livekit_checks) and livekit_checks[0].ok
+    if options.probe and livekit_up:
+        checks.append(await _probe(options, progress))
+    return checks
+
+
+async def _probe(options: DoctorOptions, progress: Callable[[str], None] | None) -> Check:
+    from agentline.probe import run_probe
+
+    def on_event(kind: str, payload: dict[str, Any]) -> None:
+        if progress and kind == "state":
+            progress(f"probe: {payload['state']} at {payload['at_ms']} ms")
+
+    agent = options.agent_names[0] if options.agent_names else None
+    result = await run_probe(
+        options.api_url, options.api_key, agent_name=agent, timeout_s=options.timeout_s,
+        on_event=on_event,
+    )  # fmt: skip
+    stages = " → ".join(f"{stage} {at} ms" for stage, at, _ in result.timeline())
+    data = {"dispatch_id": result.dispatch_id, "stages_ms": result.stage_at_ms}
+    if result.ok:
+        evidence = f"{stages}; {result.audible_frames} audible agent frames"
+        return Check("probe", "live session reaches speaking", True, evidence, data=data)
+    if result.reason:
+        evidence = f"{stages}; failed: {result.reason}: {result.message}"
+        return Check("probe", "live session reaches speaking", False, evidence, result.hint, data)
+    return Check(
+        "probe",
+        "live session reaches speaking",
+        False,
+        f"{stages or 'no stage reached'}; {result.error}",
+        "see the dispatch with `agentline dispatch " + (result.dispatch_id or "<id>") + "`",
+        data,
+    )
+
+
+def render_text(checks: list[Check], colour: bool) -> str:
+    green, red, dim, reset = ("\033[32m", "\033[31m", "\033[2m", "\033[0m") if colour else ("",) * 4
+    lines: list[str] = []
+    section = ""
+    for check in checks:
+        if check.section != section:
+            section = check.section
+            lines.append(f"\n{section}")
+        mark = f"{green}✓{reset}" if check.ok else f"{red}✗{reset}"
+        lines.append(f"  {mark} {check.name}: {check.evidence}")
+        if not check.ok and check.fix:
+            lines.append(f"      {dim}fix:{reset} {check.fix}")
+    failed = sum(not c.ok for c in checks)
+    lines.append(f"\n{len(checks) - failed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+def render_json(checks: list[Check]) -> str:
+    return json.dumps(
+        {"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}, indent=2
+    )
+
+
+def default_agent_names(extra: list[str]) -> list[str]:
+    """The API's default agent_name plus any named with --agent."""
+    try:
+        default = TokenApiSettings().default_agent_name
+    except ValueError:
+        default = ""
+    names = [n for n in [default, *extra] if n]
+    return list(dict.fromkeys(names))
+
+
+def print_progress(line: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[K{line}")
+        sys.stderr.flush()
