@@ -81,20 +81,27 @@ async def _healthz(_: web.Request) -> web.Response:
 
 
 async def _on_shutdown(app: web.Application) -> None:
-    for ws in list(app[CONNECTIONS_KEY]):
+    sockets: _OpenSockets = app[CONNECTIONS_KEY]
+    for ws in list(sockets):
         await ws.close(code=1001, message=b"server shutting down")
 
 
 CONFIG_KEY = web.AppKey("config", StandinConfig)
 STATS_KEY = web.AppKey("stats", StandinStats)
-CONNECTIONS_KEY: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("connections")
+
+
+class _OpenSockets(set[web.WebSocketResponse]):
+    """The connections to close on shutdown."""
+
+
+CONNECTIONS_KEY = web.AppKey("connections", _OpenSockets)
 
 
 def create_app(config: StandinConfig, stats: StandinStats | None = None) -> web.Application:
     app = web.Application()
     app[CONFIG_KEY] = config
     app[STATS_KEY] = stats or StandinStats()
-    app[CONNECTIONS_KEY] = set()
+    app[CONNECTIONS_KEY] = _OpenSockets()
     for path in ("/v1/realtime", "/realtime", "/openai/v1/realtime"):
         app.router.add_get(path, _realtime)
     app.router.add_get("/healthz", _healthz)

@@ -1,0 +1,95 @@
+"""Capacity control: a worker is FULL exactly when its job slots are taken.
+
+livekit-agents 1.8.9 estimates the load of each in-flight job request as
+``load_threshold / num_idle_processes`` while no job is running, so with production defaults
+two simultaneous requests mark the worker FULL, and its own availability check then answers
+"unavailable" without calling the request handler: LiveKit drops such jobs silently and the
+worker never hears of them. Here the request handler sees every request and decides by slots;
+load is ``slots in use / capacity`` and FULL means ``load >= 1``.
+
+The overrides below touch private methods of ``AgentServer`` (pinned version); the unit
+tests assert they still exist, so an upgrade that renames them fails loudly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from livekit.agents import AgentServer
+from livekit.protocol import agent
+
+# Names of the AgentServer internals this module relies on.
+OVERRIDDEN_INTERNALS = (
+    "_is_available",
+    "_get_effective_load",
+    "_handle_availability",
+    "_queue_msg",
+)
+
+
+class SlotLedger:
+    """Job slots: accepted requests not yet running, plus running jobs."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self.pending: set[str] = set()  # accepted, waiting for assignment and a process
+        self._running: Callable[[], int] = lambda: 0
+
+    def bind_running(self, running: Callable[[], int]) -> None:
+        self._running = running
+
+    @property
+    def in_use(self) -> int:
+        return len(self.pending) + self._running()
+
+    @property
+    def load(self) -> float:
+        return min(self.in_use / self.capacity, 1.0)
+
+    def try_reserve(self, job_id: str) -> bool:
+        # no await between the check and the reservation: atomic on the event loop
+        if self.in_use >= self.capacity:
+            return False
+        self.pending.add(job_id)
+        return True
+
+    def release(self, job_id: str) -> None:
+        self.pending.discard(job_id)
+
+
+class CapacityAgentServer(AgentServer):
+    """``AgentServer`` with slot-based availability and request/answer timestamps."""
+
+    def __init__(self, ledger: SlotLedger, **kwargs: Any) -> None:
+        kwargs.setdefault("load_fnc", lambda: ledger.load)
+        kwargs.setdefault("load_threshold", 1.0)
+        super().__init__(**kwargs)
+        self.ledger = ledger
+        ledger.bind_running(lambda: len(self.active_jobs) if not self._closed else 0)
+        self.request_received_at: dict[str, float] = {}
+        self.on_answer_sent: Callable[[str, bool, float], None] | None = None
+
+    # every request reaches the request handler, which answers by slots (and draining)
+    def _is_available(self) -> bool:
+        return True
+
+    def _get_effective_load(self) -> float:
+        return self.ledger.load
+
+    def _handle_availability(self, msg: agent.AvailabilityRequest) -> None:
+        self.request_received_at[msg.job.id] = time.perf_counter()
+        super()._handle_availability(msg)
+
+    async def _queue_msg(self, msg: agent.WorkerMessage) -> None:
+        await super()._queue_msg(msg)
+        if msg.WhichOneof("message") == "availability":
+            job_id = msg.availability.job_id
+            received = self.request_received_at.pop(job_id, None)
+            if received is not None and self.on_answer_sent is not None:
+                self.on_answer_sent(
+                    job_id, msg.availability.available, time.perf_counter() - received
+                )

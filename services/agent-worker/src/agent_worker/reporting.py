@@ -1,0 +1,133 @@
+"""Reporting to Redis: worker events (per job) and registry heartbeats (per worker).
+
+Nothing on the job-request path waits for Redis: events go into a bounded queue that a
+background task drains, retrying while Redis is away. When the queue is full the oldest
+events are dropped (and counted): a slow Redis must never slow down accepting jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from agentline.keys import Keys
+from agentline.registry import WorkerRegistry
+from agentline.schema import WorkerEvent, WorkerInfo
+from agentline.worker_events import WorkerEventPublisher
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("agent_worker.reporting")
+
+
+class EventSink(Protocol):
+    def publish(self, event: WorkerEvent) -> None:
+        """Queue ``event``; never blocks."""
+
+
+class RedisEventSink:
+    def __init__(self, redis: Redis, keys: Keys, max_queued: int = 10_000) -> None:
+        self._publisher = WorkerEventPublisher(redis, keys)
+        self._queue: collections.deque[WorkerEvent] = collections.deque(maxlen=max_queued)
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.published = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="worker-events")
+
+    def publish(self, event: WorkerEvent) -> None:
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+        self._queue.append(event)
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                event = self._queue[0]
+                try:
+                    await self._publisher.publish(event)
+                except (RedisError, OSError) as exc:
+                    log.warning("worker event not written yet (%s); retrying", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.1
+                self.published += 1
+                if self._queue and self._queue[0] is event:
+                    self._queue.popleft()
+
+    async def flush(self, within_s: float) -> bool:
+        """Wait until everything queued is written (at shutdown)."""
+        async with asyncio.timeout(within_s):
+            while self._queue:
+                self._wakeup.set()
+                await asyncio.sleep(0.02)
+        return True
+
+    async def aclose(self, within_s: float = 2.0) -> None:
+        with contextlib.suppress(TimeoutError):
+            await self.flush(within_s)
+        if self._queue:
+            log.warning("%d worker events not written at shutdown", len(self._queue))
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class Heartbeat:
+    """Refreshes this worker's registry entry every ``period`` seconds while it should."""
+
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        info: Callable[[], WorkerInfo | None],
+        period: float,
+    ) -> None:
+        self._registry = registry
+        self._info = info
+        self._period = period
+        self._task: asyncio.Task[None] | None = None
+        self._last: WorkerInfo | None = None
+        self.beats = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="registry-heartbeat")
+
+    async def beat(self) -> None:
+        info = self._info()
+        if info is None:  # not registered with LiveKit: not a worker anyone can use
+            if self._last is not None:
+                await self._registry.deregister(self._last.worker_id)
+                self._last = None
+            return
+        await self._registry.heartbeat(info)
+        self._last = info
+        self.beats += 1
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except (RedisError, OSError) as exc:
+                log.warning("registry heartbeat failed: %s", exc)
+            await asyncio.sleep(self._period)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._last is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._registry.deregister(self._last.worker_id)
