@@ -23,7 +23,15 @@ dev: sync ## Run the whole system locally (embedded Redis/emulator where nothing
 
 .PHONY: demo
 demo: sync ## One session as a frontend would do it, against `make dev`
-	@$(UV) run --no-sync python -m agentline.demo
+	@if [ -e /var/run/netns/agentline-dev ]; then \
+		ip netns exec agentline-dev $(UV) run --no-sync python -m agentline.demo; \
+	else $(UV) run --no-sync python -m agentline.demo; fi
+
+.PHONY: doctor
+doctor: sync ## Check every cause of "the agent never joins" against `make dev`
+	@if [ -e /var/run/netns/agentline-dev ]; then \
+		ip netns exec agentline-dev $(UV) run --no-sync agentline doctor; \
+	else $(UV) run --no-sync agentline doctor; fi
 
 .PHONY: test
 test: sync ## Run the whole test suite (real Redis; embedded one when none answers)

@@ -23,6 +23,9 @@ from agentline.settings import DEV_API_KEY, DEV_LIVEKIT_API_KEY, DEV_LIVEKIT_API
 
 COLOURS = ["36", "33", "35", "32", "34", "31"]
 STAND_IN_PORT = 8099
+DEV_NETNS = "agentline-dev"
+DEV_NETNS_IP = "10.203.250.1"
+NETNS_ENV = "AGENTLINE_NETNS"
 EMULATOR_PORT = 7880
 
 
@@ -128,7 +131,8 @@ async def run_dev(with_worker: bool) -> int:
         env["REDIS_URL"] = redis_url
 
         if "LIVEKIT_URL" not in os.environ:
-            env["LIVEKIT_URL"] = f"ws://127.0.0.1:{EMULATOR_PORT}"
+            host = env.get("AGENTLINE_DEV_HOST", "127.0.0.1")
+            env["LIVEKIT_URL"] = f"ws://{host}:{EMULATOR_PORT}"
             env["LIVEKIT_API_KEY"] = DEV_LIVEKIT_API_KEY
             env["LIVEKIT_API_SECRET"] = DEV_LIVEKIT_API_SECRET
             webhook = "http://127.0.0.1:8081/webhooks/livekit"
@@ -137,14 +141,14 @@ async def run_dev(with_worker: bool) -> int:
                     "emulator",
                     [
                         "livekit-emulator",
-                        "--port", str(EMULATOR_PORT),
+                        "--host", host, "--port", str(EMULATOR_PORT),
                         "--keys", f"{DEV_LIVEKIT_API_KEY}:{DEV_LIVEKIT_API_SECRET}",
                         "--webhook-url", webhook,
                     ],
                     env,
                 )
             )  # fmt: skip
-            if not await _wait_http(f"http://127.0.0.1:{EMULATOR_PORT}/"):
+            if not await _wait_http(f"http://{host}:{EMULATOR_PORT}/"):
                 print("dev: the LiveKit emulator did not start", file=sys.stderr)
                 return 1
             print(f"dev: LIVEKIT_URL not set; LiveKit emulator at {env['LIVEKIT_URL']}")
@@ -187,10 +191,59 @@ async def run_dev(with_worker: bool) -> int:
         await system.stop()
 
 
+def _wants_netns(mode: str) -> bool:
+    """libwebrtc ignores loopback: with the emulator on a machine whose only usable interface
+    is loopback, WebRTC needs a namespace with a veth pair (root only)."""
+    if mode != "auto":
+        return mode == "on"
+    if "LIVEKIT_URL" in os.environ or os.environ.get(NETNS_ENV) == DEV_NETNS:
+        return False
+    return sys.platform == "linux" and os.geteuid() == 0 and shutil.which("ip") is not None
+
+
+def _run_in_netns(argv: list[str]) -> int:
+    """Create the dev namespace, run this command inside it, remove it afterwards."""
+    import subprocess
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    subprocess.run(["ip", "netns", "delete", DEV_NETNS], capture_output=True, check=False)
+    ip("netns", "add", DEV_NETNS)
+    try:
+        ip("-n", DEV_NETNS, "link", "set", "lo", "up")
+        ip("-n", DEV_NETNS, "link", "add", "agl-dev-a", "type", "veth", "peer", "name", "agl-dev-b")
+        ip("-n", DEV_NETNS, "addr", "add", f"{DEV_NETNS_IP}/24", "dev", "agl-dev-a")
+        ip("-n", DEV_NETNS, "addr", "add", "10.203.250.2/24", "dev", "agl-dev-b")
+        ip("-n", DEV_NETNS, "link", "set", "agl-dev-a", "up")
+        ip("-n", DEV_NETNS, "link", "set", "agl-dev-b", "up")
+        print(
+            f"dev: WebRTC needs a non-loopback interface; running inside network namespace "
+            f"'{DEV_NETNS}' ({DEV_NETNS_IP}). Reach it with: ip netns exec {DEV_NETNS} <command>"
+        )
+        env = {**os.environ, NETNS_ENV: DEV_NETNS, "AGENTLINE_DEV_HOST": DEV_NETNS_IP}
+        command = ["ip", "netns", "exec", DEV_NETNS, sys.executable, "-m", "agentline.devrun"]
+        child = subprocess.Popen([*command, *argv], env=env)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            return child.wait()
+    finally:
+        subprocess.run(["ip", "netns", "delete", DEV_NETNS], capture_output=True, check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make dev", description=__doc__)
     parser.add_argument("--no-worker", action="store_true", help="do not start an agent worker")
+    parser.add_argument(
+        "--netns",
+        choices=["auto", "on", "off"],
+        default=os.environ.get("AGENTLINE_DEV_NETNS", "auto"),
+        help="run inside a network namespace (auto: as root with the emulator)",
+    )
     args = parser.parse_args(argv)
+    if _wants_netns(args.netns):
+        return _run_in_netns(["--netns", "off", *(["--no-worker"] if args.no_worker else [])])
     return asyncio.run(run_dev(with_worker=not args.no_worker))
 
 
