@@ -1,0 +1,150 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from agentline.keys import Keys
+from agentline.redis_conn import make_client
+from agentline.registry import WorkerRegistry
+from agentline.settings import TokenApiSettings, load_settings
+from agentline.store import DispatchStore
+from agentline.telemetry import setup_tracing
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.prometheus import PrometheusConfig
+
+from token_api import __version__
+from token_api.apikeys import ApiKeys
+from token_api.controllers.agents import AgentController
+from token_api.controllers.common import provide_app_state, provide_redis, provide_settings
+from token_api.controllers.dispatches import DispatchController
+from token_api.controllers.health import HealthController
+from token_api.controllers.sessions import SessionController
+from token_api.idempotency import IdempotencyStore
+from token_api.problems import EXCEPTION_HANDLERS
+from token_api.ratelimit import RateLimiter
+from token_api.schemas import SAFE_NAME_PATTERN
+from token_api.state import STATE_KEY, AppState
+from token_api.tokens import TokenMinter
+
+# Probes and scrapes are neither traced nor counted: they would drown the API's own figures.
+UNMEASURED_PATHS = ["/healthz", "/readyz", "/metrics", "/schema"]
+REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
+
+
+def build_state(settings: TokenApiSettings) -> AppState:
+    import re
+
+    if not re.match(SAFE_NAME_PATTERN, settings.room_prefix + "x"):
+        raise ValueError("TOKEN_API_ROOM_PREFIX may hold only letters, digits and _ . : @ + = ~ -")
+    keys = Keys(settings.redis_namespace)
+    redis = make_client(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS)
+    stream_redis = make_client(
+        settings.redis_url, socket_timeout=settings.sse_heartbeat_seconds + 5.0
+    )
+    return AppState(
+        settings=settings,
+        keys=keys,
+        redis=redis,
+        stream_redis=stream_redis,
+        store=DispatchStore(redis, keys),
+        stream_store=DispatchStore(stream_redis, keys),
+        registry=WorkerRegistry(redis, keys),
+        api_keys=ApiKeys(k.get_secret_value() for k in settings.api_keys),
+        rate_limiter=RateLimiter(redis, keys, settings.rate_limit_per_minute),
+        idempotency=IdempotencyStore(redis, keys),
+        minter=TokenMinter(
+            settings.livekit_api_key, settings.livekit_api_secret.get_secret_value()
+        ),
+        livekit_url=settings.public_livekit_url or settings.livekit_ws_url,
+    )
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="agentline token-api",
+        version=__version__,
+        description=(
+            "Sessions, LiveKit participant tokens, agent dispatch status and live events. "
+            "Errors are RFC 9457 problem details (application/problem+json)."
+        ),
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "BearerAuth": SecurityScheme(type="http", scheme="bearer"),
+                "ApiKeyHeader": SecurityScheme(
+                    type="apiKey", name="X-API-Key", security_scheme_in="header"
+                ),
+            }
+        ),
+    )
+
+
+def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Litestar:
+    """The app; settings from the environment unless given (``overrides`` patch them)."""
+    settings = settings or load_settings(TokenApiSettings, **overrides)
+    state = build_state(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await state.close()
+
+    tracing = OpenTelemetryConfig(
+        tracer_provider=setup_tracing("token-api"), exclude=UNMEASURED_PATHS
+    )
+    prometheus = PrometheusConfig(
+        app_name="token_api",
+        prefix="token_api",
+        group_path=True,
+        exclude_unhandled_paths=True,
+        exclude=UNMEASURED_PATHS,
+    )
+    return Litestar(
+        route_handlers=[SessionController, DispatchController, AgentController, HealthController],
+        dependencies={
+            "app_state": Provide(provide_app_state, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "redis": Provide(provide_redis, sync_to_thread=False),
+        },
+        state=_initial_state(state),
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=CORSConfig(
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "Idempotency-Key",
+                "Last-Event-ID",
+            ],
+            expose_headers=["Retry-After", "Idempotent-Replayed"],
+            max_age=600,
+        )
+        if settings.cors_allow_origins
+        else None,
+        middleware=[prometheus.middleware],
+        plugins=[OpenTelemetryPlugin(tracing)],
+        openapi_config=openapi_config(),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )
+
+
+def _initial_state(state: AppState) -> Any:
+    from litestar.datastructures import State
+
+    return State({STATE_KEY: state})

@@ -1,0 +1,49 @@
+"""GET /v1/agents: which agent names have live workers, with capacity and load."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+
+from token_api.auth import require_api_key
+from token_api.controllers.common import AUTHED, problem_responses
+from token_api.schemas import AgentInfo, AgentList
+from token_api.state import AppState
+
+
+class AgentController(Controller):
+    path = "/v1/agents"
+    tags = ["agents"]
+    guards = [require_api_key]
+    security = [{"BearerAuth": []}, {"ApiKeyHeader": []}]
+
+    @get(
+        "/",
+        summary="Agent names, their live workers, capacity and load",
+        description=(
+            "From the worker registry (heartbeats). Allowed names without live workers are "
+            "listed with zero workers: a session for them would fail with no_worker_for_agent."
+        ),
+        responses=problem_responses(*AUTHED),
+    )
+    async def list_agents(self, app_state: NamedDependency[AppState]) -> AgentList:
+        settings = app_state.settings
+        summary = await app_state.registry.summary()
+        allowed = set(settings.allowed_agent_names)
+        agents = [
+            AgentInfo(
+                agent_name=name,
+                allowed=name in allowed,
+                workers=s.workers,
+                capacity=s.capacity,
+                active_jobs=s.active_jobs,
+                load=round(s.load, 4),
+                draining_workers=s.draining_workers,
+            )
+            for name, s in summary.items()
+        ]
+        agents.extend(
+            AgentInfo(name, True, 0, 0, 0, 1.0, 0) for name in sorted(allowed - summary.keys())
+        )
+        agents.sort(key=lambda a: a.agent_name)
+        return AgentList(default_agent_name=settings.default_agent_name, agents=agents)
