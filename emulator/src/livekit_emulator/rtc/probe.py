@@ -102,6 +102,13 @@ async def run(args: argparse.Namespace) -> int:
             task = asyncio.create_task(measure(track, p.identity, stats))
             tasks.add(task)
 
+    disconnected = asyncio.Event()
+
+    @room.on("disconnected")
+    def _disconnected(reason: Any) -> None:
+        emit("disconnected", reason=str(reason))
+        disconnected.set()
+
     started = time.perf_counter()
     try:
         await asyncio.wait_for(room.connect(args.url, args.token), args.connect_timeout)
@@ -133,7 +140,11 @@ async def run(args: argparse.Namespace) -> int:
             track_sid=pub.sid,
         )
         tasks.add(asyncio.create_task(play_tone(source, args.tone, stop)))
-    await wait_for_leave(args)
+    leave = asyncio.create_task(wait_for_leave(args))
+    gone = asyncio.create_task(disconnected.wait())
+    await asyncio.wait([leave, gone], return_when=asyncio.FIRST_COMPLETED)
+    leave.cancel()
+    gone.cancel()
     stop.set()
     for sid, entry in stats.items():
         emit("audio", track_sid=sid, final=True, **entry)
