@@ -1,0 +1,433 @@
+"""Generate the Grafana dashboards of the chart as JSON (run from the repository root).
+
+    uv run --no-sync python deploy/helm/agentline/dashboards/build.py
+
+Dashboards are code so that every panel has the same datasource and namespace variables and
+the metric names stay in one reviewable place; tests/deploy checks that the committed JSON is
+what this script produces and that every metric it queries is exported by the services.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+NS = 'namespace=~"$namespace"'
+RATE = "$__rate_interval"
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+@dataclass
+class Target:
+    expr: str
+    legend: str = ""
+
+
+@dataclass
+class Panel:
+    title: str
+    targets: list[Target]
+    unit: str = "short"
+    kind: str = "timeseries"
+    description: str = ""
+    width: int = 12
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def rate(metric: str, by: str = "", matchers: str = "") -> str:
+    selector = ",".join(part for part in (NS, matchers) if part)
+    inner = f"rate({metric}{{{selector}}}[{RATE}])"
+    return f"sum by ({by}) ({inner})" if by else f"sum({inner})"
+
+
+def quantiles(histogram: str, by: str = "", matchers: str = "") -> list[Target]:
+    """p50/p95/p99 of a histogram, optionally per label."""
+    labels = f"le, {by}" if by else "le"
+    targets = []
+    for q in QUANTILES:
+        inner = rate(f"{histogram}_bucket", labels, matchers)
+        suffix = f" {{{{{by}}}}}" if by else ""
+        targets.append(Target(f"histogram_quantile({q}, {inner})", f"p{round(q * 100)}{suffix}"))
+    return targets
+
+
+def gauge(metric: str, agg: str = "sum", by: str = "") -> str:
+    grouping = f" by ({by})" if by else ""
+    return f"{agg}{grouping} ({metric}{{{NS}}})"
+
+
+def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": 8, "w": panel.width, "x": x, "y": y},
+        "targets": [
+            {
+                "refId": chr(ord("A") + index),
+                "datasource": DATASOURCE,
+                "expr": target.expr,
+                "legendFormat": target.legend or "__auto",
+                "range": True,
+            }
+            for index, target in enumerate(panel.targets)
+        ],
+        "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
+    }
+    if panel.kind == "stat":
+        body["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "values": False}}
+    body.update(panel.extra)
+    return body
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[Panel]) -> dict[str, Any]:
+    laid_out = []
+    x = y = 0
+    for panel_id, panel in enumerate(panels, start=1):
+        if x + panel.width > 24:
+            x, y = 0, y + 8
+        laid_out.append(_panel_json(panel, panel_id, x, y))
+        x += panel.width
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["agentline"],
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "timezone": "browser",
+        "annotations": {"list": []},
+        "links": [{"type": "dashboards", "tags": ["agentline"], "asDropdown": True}],
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Data source",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                    "options": [],
+                    "refresh": 1,
+                    "regex": "",
+                },
+                {
+                    "name": "namespace",
+                    "label": "Namespace",
+                    "type": "query",
+                    "datasource": DATASOURCE,
+                    "query": {"query": "label_values(up, namespace)", "refId": "namespace"},
+                    "definition": "label_values(up, namespace)",
+                    "current": {},
+                    "hide": 0,
+                    "includeAll": True,
+                    "allValue": ".*",
+                    "multi": True,
+                    "options": [],
+                    "refresh": 2,
+                    "regex": "",
+                    "sort": 1,
+                },
+            ]
+        },
+        "panels": laid_out,
+    }
+
+
+def overview() -> dict[str, Any]:
+    done = rate("dispatcher_transitions_total", matchers='state="speaking"')
+    failed = rate("dispatcher_failures_total")
+    return dashboard(
+        "agentline-overview",
+        "agentline / Overview",
+        "Dispatches from request to a speaking agent: throughput, outcomes, stage latencies.",
+        [
+            Panel(
+                "Dispatch requests per second",
+                [
+                    Target(rate("dispatcher_requests_consumed_total"), "consumed by dispatchers"),
+                    Target(rate("token_api_sessions_created_total"), "sessions created"),
+                ],
+                unit="reqps",
+            ),
+            Panel(
+                "Outcomes (speaking, failed by reason)",
+                [
+                    Target(done, "speaking"),
+                    Target(rate("dispatcher_failures_total", "reason"), "failed: {{reason}}"),
+                ],
+                unit="reqps",
+            ),
+            Panel(
+                "Dispatch failure ratio",
+                [Target(f"{failed} / ({failed} + {done})", "failed / (failed + speaking)")],
+                unit="percentunit",
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Dispatches in flight",
+                [Target(gauge("dispatcher_in_flight"), "in flight")],
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Requested → speaking (p50 / p95 / p99)",
+                quantiles(
+                    "dispatcher_stage_latency_seconds", matchers='stage="requested_to_speaking"'
+                ),
+                unit="s",
+            ),
+            Panel(
+                "Stage latency p50",
+                [quantiles("dispatcher_stage_latency_seconds", "stage")[0]],
+                unit="s",
+                width=8,
+            ),
+            Panel(
+                "Stage latency p95",
+                [quantiles("dispatcher_stage_latency_seconds", "stage")[1]],
+                unit="s",
+                width=8,
+            ),
+            Panel(
+                "Stage latency p99",
+                [quantiles("dispatcher_stage_latency_seconds", "stage")[2]],
+                unit="s",
+                width=8,
+            ),
+        ],
+    )
+
+
+def dispatcher() -> dict[str, Any]:
+    return dashboard(
+        "agentline-dispatcher",
+        "agentline / Dispatcher",
+        "The request stream, retries, and the dispatcher's calls to LiveKit.",
+        [
+            Panel(
+                "Stream lag and pending",
+                [
+                    Target(gauge("dispatcher_stream_lag", "max"), "lag (not yet read)"),
+                    Target(gauge("dispatcher_stream_pending", "max"), "pending (read, not acked)"),
+                ],
+            ),
+            Panel(
+                "Dead letters",
+                [Target(gauge("dispatcher_dead_letters", "max"), "dead-letter stream length")],
+            ),
+            Panel(
+                "Retries by reason",
+                [Target(rate("dispatcher_retries_total", "reason"), "{{reason}}")],
+                unit="reqps",
+            ),
+            Panel(
+                "Dispatch attempts by outcome and path",
+                [
+                    Target(
+                        rate("dispatcher_dispatches_created_total", "outcome, path"),
+                        "{{outcome}} via {{path}}",
+                    )
+                ],
+                unit="reqps",
+            ),
+            Panel(
+                "LiveKit call latency p95 by method",
+                [quantiles("dispatcher_livekit_call_seconds", "method")[1]],
+                unit="s",
+            ),
+            Panel(
+                "LiveKit call errors by method and code",
+                [
+                    Target(
+                        rate("dispatcher_livekit_call_seconds_count", "method, code", 'code!="ok"'),
+                        "{{method}} {{code}}",
+                    )
+                ],
+                unit="reqps",
+            ),
+            Panel(
+                "Signals by source",
+                [
+                    Target(
+                        rate("dispatcher_signals_total", "source, applied"),
+                        "{{source}} applied={{applied}}",
+                    )
+                ],
+                unit="reqps",
+            ),
+            Panel(
+                "Webhooks by result",
+                [Target(rate("dispatcher_webhooks_total", "result"), "{{result}}")],
+                unit="reqps",
+            ),
+            Panel(
+                "Dispatcher's own time per step (p99)",
+                [quantiles("dispatcher_own_overhead_seconds", "step")[2]],
+                unit="s",
+            ),
+            Panel(
+                "Redis reachable / replicas ready",
+                [
+                    Target(gauge("dispatcher_redis_up", "min"), "redis up (min over replicas)"),
+                    Target(gauge("dispatcher_ready"), "replicas ready"),
+                ],
+            ),
+        ],
+    )
+
+
+def agent_workers() -> dict[str, Any]:
+    return dashboard(
+        "agentline-agent-workers",
+        "agentline / Agent workers",
+        "Job requests, acceptance, join and audio latency, and capacity of the agent workers.",
+        [
+            Panel(
+                "Job requests, accepts, rejects",
+                [
+                    Target(rate("agent_worker_job_requests_total"), "requests"),
+                    Target(rate("agent_worker_jobs_accepted_total"), "accepted"),
+                    Target(
+                        rate("agent_worker_jobs_rejected_total", "reason"), "rejected: {{reason}}"
+                    ),
+                ],
+                unit="reqps",
+            ),
+            Panel(
+                "Job failures by stage",
+                [Target(rate("agent_worker_job_failures_total", "stage"), "{{stage}}")],
+                unit="reqps",
+            ),
+            Panel(
+                "Acceptance latency (request → answer)",
+                quantiles("agent_worker_job_acceptance_seconds"),
+                unit="s",
+                width=8,
+            ),
+            Panel(
+                "Room join latency (assignment → connected)",
+                quantiles("agent_worker_room_join_seconds"),
+                unit="s",
+                width=8,
+            ),
+            Panel(
+                "Audio publish latency (assignment → audio track)",
+                quantiles("agent_worker_audio_publish_seconds"),
+                unit="s",
+                width=8,
+            ),
+            Panel(
+                "Active jobs vs capacity per pod",
+                [
+                    Target(gauge("agent_worker_active_jobs", by="pod"), "active {{pod}}"),
+                    Target(gauge("agent_worker_capacity", by="pod"), "capacity {{pod}}"),
+                ],
+            ),
+            Panel(
+                "Load (active jobs / capacity)",
+                [
+                    Target(
+                        f"{gauge('agent_worker_active_jobs')} / {gauge('agent_worker_capacity')}",
+                        "load",
+                    )
+                ],
+                unit="percentunit",
+                width=6,
+            ),
+            Panel(
+                "Registered workers per deployment (one agent_name each)",
+                [
+                    Target(
+                        gauge("agent_worker_registered", by="namespace, service"),
+                        "{{namespace}}/{{service}}",
+                    )
+                ],
+                width=6,
+            ),
+        ],
+    )
+
+
+def token_api() -> dict[str, Any]:
+    requests = "token_api_requests_total"
+    server_errors = rate(requests, matchers='status_code=~"5.."')
+    return dashboard(
+        "agentline-token-api",
+        "agentline / token-api",
+        "The frontend's API: request rate, errors, latency, sessions and stream publishing.",
+        [
+            Panel(
+                "Requests per second by path and status",
+                [Target(rate(requests, "path, status_code"), "{{path}} {{status_code}}")],
+                unit="reqps",
+            ),
+            Panel(
+                "Server errors (5xx ratio, unhandled errors)",
+                [
+                    Target(
+                        f"{server_errors} / {rate(requests)}",
+                        "5xx ratio",
+                    ),
+                    Target(rate("token_api_requests_error_total", "path"), "errors {{path}}"),
+                ],
+                unit="short",
+            ),
+            Panel(
+                "Request latency (p50 / p95 / p99)",
+                quantiles("token_api_request_duration_seconds"),
+                unit="s",
+            ),
+            Panel(
+                "Sessions created by agent_name",
+                [Target(rate("token_api_sessions_created_total", "agent_name"), "{{agent_name}}")],
+                unit="reqps",
+            ),
+            Panel(
+                "Dispatch requests published by kind",
+                [Target(rate("token_api_dispatches_requested_total", "kind"), "{{kind}}")],
+                unit="reqps",
+            ),
+            Panel(
+                "Stream publish latency (p50 / p95 / p99)",
+                quantiles("token_api_publish_latency_seconds"),
+                unit="s",
+            ),
+        ],
+    )
+
+
+DASHBOARDS = {
+    "overview.json": overview,
+    "dispatcher.json": dispatcher,
+    "agent-workers.json": agent_workers,
+    "token-api.json": token_api,
+}
+
+
+def render_all() -> dict[str, str]:
+    return {name: json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
+
+
+def main() -> int:
+    for name, text in render_all().items():
+        (HERE / name).write_text(text)
+        print(f"wrote {HERE / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
