@@ -95,6 +95,19 @@ class Keys:
         """Hash: dispatch id → reservation expiry (ms) for this agent_name."""
         return f"{self.prefix}:slots:{agent_name}"
 
+    def agent_capacity(self, agent_name: str) -> str:
+        """Hash: worker id → "capacity:expiry_ms:draining", kept by worker heartbeats."""
+        return f"{self.prefix}:capacity:{agent_name}"
+
+    def job_durations(self, agent_name: str) -> str:
+        """List: recent job durations (ms) of this agent_name, for wait estimates."""
+        return f"{self.prefix}:durations:{agent_name}"
+
+    @property
+    def admission_agents(self) -> str:
+        """Set: agent names that have had waiting dispatches (for the queue pump)."""
+        return f"{self.prefix}:admission:agents"
+
     # API
     def rate_limit(self, subject: str, window: int) -> str:
         return f"{self.prefix}:ratelimit:{subject}:{window}"

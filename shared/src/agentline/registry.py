@@ -29,10 +29,18 @@ class WorkerRegistry:
             pipe.hset(self.keys.worker(info.worker_id), mapping=fields)
             pipe.pexpire(self.keys.worker(info.worker_id), self.ttl_ms)
             pipe.zadd(self.keys.workers, {info.worker_id: at + self.ttl_ms})
+            # The admission script reads capacity per agent_name from this hash.
+            pipe.hset(
+                self.keys.agent_capacity(info.agent_name),
+                info.worker_id,
+                f"{info.capacity}:{at + self.ttl_ms}:{1 if info.draining else 0}",
+            )
             await pipe.execute()
 
-    async def deregister(self, worker_id: str) -> None:
+    async def deregister(self, worker_id: str, agent_name: str | None = None) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
+            if agent_name is not None:
+                pipe.hdel(self.keys.agent_capacity(agent_name), worker_id)
             pipe.delete(self.keys.worker(worker_id))
             pipe.zrem(self.keys.workers, worker_id)
             await pipe.execute()

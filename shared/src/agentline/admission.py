@@ -1,0 +1,206 @@
+"""Capacity-aware admission: a dispatch gets a worker slot before LiveKit is asked, or waits
+in a FIFO queue per agent_name until one frees.
+
+LiveKit drops a job when no worker is AVAILABLE and never retries it. The registry knows every
+worker's capacity, so each admission is one Lua script that sums the live capacity of an
+agent_name, counts the reservations held, and either reserves a slot or queues the dispatch:
+two dispatcher replicas can never over-commit a worker pool. A reservation expires unless it
+is confirmed (the worker accepted) — a dispatcher that crashed while holding one gives it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from agentline.ids import now_ms
+from agentline.keys import Keys
+
+# Shared prelude: live capacity (pruning expired workers) and live reservations (pruning
+# expired ones). KEYS[1] capacity hash, KEYS[2] slots hash, KEYS[3] queue; ARGV[1] now.
+_PRELUDE = """
+local now = tonumber(ARGV[1])
+local capacity = 0
+local workers = redis.call('HGETALL', KEYS[1])
+for i = 1, #workers, 2 do
+  local cap, expiry, draining = string.match(workers[i + 1], '^(%d+):(%d+):(%d)$')
+  if (not expiry) or tonumber(expiry) < now then
+    redis.call('HDEL', KEYS[1], workers[i])
+  elseif draining == '0' then
+    capacity = capacity + tonumber(cap)
+  end
+end
+local slots = redis.call('HGETALL', KEYS[2])
+local used = 0
+for i = 1, #slots, 2 do
+  if tonumber(slots[i + 1]) < now then
+    redis.call('HDEL', KEYS[2], slots[i])
+  else
+    used = used + 1
+  end
+end
+local function admit_heads(hold_until)
+  local admitted = {}
+  while used < capacity do
+    local head = redis.call('LPOP', KEYS[3])
+    if not head then break end
+    redis.call('HSET', KEYS[2], head, hold_until)
+    used = used + 1
+    admitted[#admitted + 1] = head
+  end
+  return admitted
+end
+"""
+
+# ARGV: now, dispatch id, hold until (ms). Returns {admitted 0/1, position, capacity, used}.
+_ADMIT = (
+    _PRELUDE
+    + """
+local id = ARGV[2]
+if redis.call('HEXISTS', KEYS[2], id) == 1 then return {1, 0, capacity, used} end
+local position = redis.call('LPOS', KEYS[3], id)
+if position then
+  -- already queued: the queue head may take a free slot now
+  if position == 0 and used < capacity then
+    redis.call('LPOP', KEYS[3])
+    redis.call('HSET', KEYS[2], id, ARGV[3])
+    return {1, 0, capacity, used + 1}
+  end
+  return {0, position + 1, capacity, used}
+end
+if used < capacity and redis.call('LLEN', KEYS[3]) == 0 then
+  redis.call('HSET', KEYS[2], id, ARGV[3])
+  return {1, 0, capacity, used + 1}
+end
+return {0, redis.call('RPUSH', KEYS[3], id), capacity, used}
+"""
+)
+
+# ARGV: now, dispatch id to release ('' for none), hold until for newly admitted heads.
+# Returns the dispatch ids admitted from the queue head.
+_RELEASE_AND_PUMP = (
+    _PRELUDE
+    + """
+if ARGV[2] ~= '' then
+  if redis.call('HDEL', KEYS[2], ARGV[2]) == 1 then used = used - 1 end
+  redis.call('LREM', KEYS[3], 0, ARGV[2])
+end
+return admit_heads(ARGV[3])
+"""
+)
+
+# ARGV: now, dispatch id, hold until. Extends a held reservation; 0 when it is not held.
+_CONFIRM = """
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+return 1
+"""
+
+_STATUS = _PRELUDE + "\nreturn {capacity, used, redis.call('LLEN', KEYS[3])}"
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitResult:
+    admitted: bool
+    position: int  # 1-based place in the queue when not admitted
+    capacity: int
+    used: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionStatus:
+    capacity: int
+    used: int
+    waiting: int
+
+
+class Admission:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        reserve_ms: int = 15_000,
+        job_hold_ms: int = 6 * 3600 * 1000,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.reserve_ms = reserve_ms  # unconfirmed reservation lifetime (≥ assign timeout)
+        self.job_hold_ms = job_hold_ms  # confirmed: until the job ends (bounded)
+        self._admit = redis.register_script(_ADMIT)
+        self._release = redis.register_script(_RELEASE_AND_PUMP)
+        self._confirm = redis.register_script(_CONFIRM)
+        self._status = redis.register_script(_STATUS)
+
+    def _keys(self, agent_name: str) -> list[str]:
+        return [
+            self.keys.agent_capacity(agent_name),
+            self.keys.slots_used(agent_name),
+            self.keys.waiting_queue(agent_name),
+        ]
+
+    async def try_admit(self, dispatch_id: str, agent_name: str) -> AdmitResult:
+        """Reserve a slot, or queue the dispatch (idempotent: a queued one keeps its place)."""
+        at = now_ms()
+        reply: Any = await self._admit(
+            keys=self._keys(agent_name), args=[at, dispatch_id, at + self.reserve_ms]
+        )
+        admitted, position, capacity, used = (int(x) for x in reply)
+        if not admitted:
+            await self.redis.sadd(self.keys.admission_agents, agent_name)
+        return AdmitResult(admitted == 1, position, capacity, used)
+
+    async def confirm(self, dispatch_id: str, agent_name: str) -> bool:
+        """The worker accepted: hold the slot until the job ends."""
+        reply = await self._confirm(
+            keys=[self.keys.slots_used(agent_name)],
+            args=[now_ms(), dispatch_id, now_ms() + self.job_hold_ms],
+        )
+        return int(reply) == 1
+
+    async def release(self, dispatch_id: str, agent_name: str) -> list[str]:
+        """Give back a slot (or leave the queue); returns dispatch ids admitted in its place."""
+        return await self._pump(agent_name, dispatch_id)
+
+    async def pump(self, agent_name: str) -> list[str]:
+        """Admit queue heads while slots are free (capacity raised, reservations expired)."""
+        return await self._pump(agent_name, "")
+
+    async def _pump(self, agent_name: str, release_id: str) -> list[str]:
+        at = now_ms()
+        reply: Any = await self._release(
+            keys=self._keys(agent_name), args=[at, release_id, at + self.reserve_ms]
+        )
+        return [x.decode() if isinstance(x, bytes) else str(x) for x in reply]
+
+    async def position(self, dispatch_id: str, agent_name: str) -> int:
+        """1-based place in the queue, 0 when not waiting."""
+        index: Any = await self.redis.lpos(self.keys.waiting_queue(agent_name), dispatch_id)
+        return 0 if index is None else int(index) + 1
+
+    async def waiting_ids(self, agent_name: str) -> list[str]:
+        return [str(x) for x in await self.redis.lrange(self.keys.waiting_queue(agent_name), 0, -1)]
+
+    async def status(self, agent_name: str) -> AdmissionStatus:
+        reply: Any = await self._status(keys=self._keys(agent_name), args=[now_ms()])
+        capacity, used, waiting = (int(x) for x in reply)
+        return AdmissionStatus(capacity, used, waiting)
+
+    async def queued_agent_names(self) -> list[str]:
+        return sorted(str(x) for x in await self.redis.smembers(self.keys.admission_agents))
+
+    async def record_job_duration(self, agent_name: str, duration_ms: int) -> None:
+        key = self.keys.job_durations(agent_name)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, duration_ms)
+            pipe.ltrim(key, 0, 49)
+            await pipe.execute()
+
+    async def estimated_wait_ms(self, agent_name: str, position: int, capacity: int) -> int:
+        """Position × mean recent job duration ÷ capacity (0 when there is no history)."""
+        raw = await self.redis.lrange(self.keys.job_durations(agent_name), 0, -1)
+        if not raw or position <= 0:
+            return 0
+        mean = sum(int(x) for x in raw) / len(raw)
+        return int(position * mean / max(1, capacity))

@@ -1,0 +1,96 @@
+import asyncio
+
+from agentline.admission import Admission
+from agentline.registry import WorkerRegistry
+from agentline.schema import WorkerInfo
+
+AGENT = "travel-assistant"
+
+
+async def _workers(redis_client, keys, *capacities, ttl=30.0, draining=False):
+    registry = WorkerRegistry(redis_client, keys, ttl_seconds=ttl)
+    for index, capacity in enumerate(capacities):
+        await registry.heartbeat(WorkerInfo(f"w{index}", AGENT, capacity, draining=draining))
+    return registry
+
+
+async def test_admits_within_capacity_then_queues_fifo(redis_client, keys):
+    await _workers(redis_client, keys, 1, 1)
+    admission = Admission(redis_client, keys)
+    results = [await admission.try_admit(f"d{i}", AGENT) for i in range(5)]
+    assert [r.admitted for r in results] == [True, True, False, False, False]
+    assert [r.position for r in results[2:]] == [1, 2, 3]
+    assert results[0].capacity == 2
+    again = await admission.try_admit("d3", AGENT)  # idempotent: keeps its place
+    assert not again.admitted and again.position == 2
+    assert await admission.position("d4", AGENT) == 3
+
+
+async def test_release_admits_the_queue_head(redis_client, keys):
+    await _workers(redis_client, keys, 1)
+    admission = Admission(redis_client, keys)
+    assert (await admission.try_admit("a", AGENT)).admitted
+    assert not (await admission.try_admit("b", AGENT)).admitted
+    assert not (await admission.try_admit("c", AGENT)).admitted
+    assert await admission.release("a", AGENT) == ["b"]
+    assert await admission.position("c", AGENT) == 1
+    status = await admission.status(AGENT)
+    assert (status.capacity, status.used, status.waiting) == (1, 1, 1)
+
+
+async def test_new_arrival_does_not_jump_the_queue(redis_client, keys):
+    registry = await _workers(redis_client, keys, 1)
+    admission = Admission(redis_client, keys)
+    await admission.try_admit("a", AGENT)
+    await admission.try_admit("b", AGENT)  # waits
+    await registry.heartbeat(WorkerInfo("w9", AGENT, 1))  # capacity raised
+    late = await admission.try_admit("late", AGENT)
+    assert not late.admitted and late.position == 2
+    assert await admission.pump(AGENT) == ["b"]
+
+
+async def test_unconfirmed_reservation_expires_confirmed_one_holds(redis_client, keys):
+    await _workers(redis_client, keys, 2)
+    admission = Admission(redis_client, keys, reserve_ms=100)
+    await admission.try_admit("crashed", AGENT)
+    await admission.try_admit("confirmed", AGENT)
+    assert await admission.confirm("confirmed", AGENT)
+    assert not (await admission.try_admit("next", AGENT)).admitted
+    await asyncio.sleep(0.15)
+    assert await admission.pump(AGENT) == ["next"]
+    assert (await admission.status(AGENT)).used == 2
+
+
+async def test_dead_or_draining_workers_give_no_capacity(redis_client, keys):
+    await _workers(redis_client, keys, 3, ttl=0.1)
+    await _workers(redis_client, keys, 5, draining=True)
+    admission = Admission(redis_client, keys)
+    await asyncio.sleep(0.15)
+    result = await admission.try_admit("x", AGENT)
+    assert not result.admitted and result.capacity == 0
+
+
+async def test_concurrent_admissions_never_overcommit(redis_client, keys):
+    await _workers(redis_client, keys, 2, 3)
+    replicas = [Admission(redis_client, keys) for _ in range(2)]
+    results = await asyncio.gather(*(replicas[i % 2].try_admit(f"d{i}", AGENT) for i in range(50)))
+    assert sum(r.admitted for r in results) == 5
+    assert sorted(r.position for r in results if not r.admitted) == list(range(1, 46))
+
+
+async def test_cancel_while_waiting_leaves_the_queue(redis_client, keys):
+    await _workers(redis_client, keys, 1)
+    admission = Admission(redis_client, keys)
+    await admission.try_admit("a", AGENT)
+    await admission.try_admit("b", AGENT)
+    await admission.try_admit("c", AGENT)
+    assert await admission.release("b", AGENT) == []
+    assert await admission.waiting_ids(AGENT) == ["c"]
+
+
+async def test_wait_estimate_from_recent_durations(redis_client, keys):
+    admission = Admission(redis_client, keys)
+    assert await admission.estimated_wait_ms(AGENT, 2, 1) == 0
+    for duration in (60_000, 120_000):
+        await admission.record_job_duration(AGENT, duration)
+    assert await admission.estimated_wait_ms(AGENT, 2, 2) == 90_000
