@@ -25,15 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from livekit import api
 
 from ..netns import NetNamespace, skip_reason
 from ..testing import RunningEmulator, running_emulator
-
-try:
-    from pytest_asyncio import fixture as _async_fixture
-except ImportError:  # pragma: no cover
-    _async_fixture = pytest.fixture
 
 
 def participant_token(
@@ -195,7 +191,7 @@ def netns() -> Iterator[NetNamespace]:
         ns.delete()
 
 
-@_async_fixture
+@pytest_asyncio.fixture
 async def rtc_emulator(netns: NetNamespace) -> AsyncIterator[RunningEmulator]:
     """An emulator listening on the namespace's server address."""
     async with running_emulator(host=netns.server_ip) as emu:
