@@ -232,6 +232,10 @@ class Room:
     dispatches: dict[str, Dispatch] = field(default_factory=dict)
     # Agent participant identity -> its job, for JobTermination when the agent leaves.
     agent_jobs: dict[str, Job] = field(default_factory=dict)
+    # The timeouts the emulator applies, in seconds (fractions allowed, for tests); the
+    # integer fields above are what the API shows.
+    empty_after_s: float = 0.0
+    depart_after_s: float = 0.0
     closed: bool = False
     had_participants: bool = False
     close_timer: asyncio.TimerHandle | None = None

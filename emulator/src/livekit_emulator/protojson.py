@@ -34,7 +34,7 @@ def _fill_unpopulated(msg: Message, out: dict[str, Any]) -> None:
                 for key, sub in out.get(name, {}).items():
                     _fill_unpopulated(mapping[_map_key(field, key)], sub)
             continue
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             for sub_msg, sub_out in zip(getattr(msg, name), out.get(name, []), strict=False):
                 _fill_unpopulated(sub_msg, sub_out)
             continue

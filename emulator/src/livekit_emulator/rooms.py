@@ -77,16 +77,20 @@ class RoomManager:
         if room is not None:
             return room, False
         config = self._emu.config
+        empty_after = float(empty_timeout or config.empty_timeout)
+        depart_after = float(departure_timeout or config.departure_timeout)
         room = Room(
             name=name,
-            empty_timeout=int(empty_timeout or config.empty_timeout),
-            departure_timeout=int(departure_timeout or config.departure_timeout),
+            empty_timeout=round(empty_after),
+            departure_timeout=round(depart_after),
             max_participants=max_participants,
             metadata=metadata,
+            empty_after_s=empty_after,
+            depart_after_s=depart_after,
         )
         self._state.rooms[name] = room
         self._emu.webhooks.emit("room_started", room)
-        self._schedule_close(room, self._timeout(empty_timeout, config.empty_timeout))
+        self._schedule_close(room, empty_after)
         agents = list(agents or [])
         engine = self._emu.engine
         if agents:
@@ -101,10 +105,6 @@ class RoomManager:
         else:
             engine.create_dispatch(room, "")
         return room, True
-
-    @staticmethod
-    def _timeout(requested: float, default: float) -> float:
-        return float(requested) if requested else float(default)
 
     def _schedule_close(self, room: Room, delay: float) -> None:
         if room.close_timer is not None:
@@ -172,7 +172,7 @@ class RoomManager:
         for callback in participant.on_leave:
             callback(participant)
         if not room.participants and not room.closed:
-            self._schedule_close(room, float(room.departure_timeout))
+            self._schedule_close(room, room.depart_after_s)
 
     def close(self, room: Room, reason: int = models.DisconnectReason.ROOM_DELETED) -> None:
         """Close the room: everybody is disconnected, then ``room_finished``."""

@@ -8,9 +8,16 @@ async with running_emulator(keys={"devkey": SECRET}, simulated_workers=[("agent"
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+import datetime
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
+
+import aiohttp
+from livekit import api
 
 from .admin_client import EmulatorAdmin
 from .config import EmulatorConfig, SimulatedWorkerSpec
@@ -90,3 +97,85 @@ async def running_emulator(
     finally:
         await admin.aclose()
         await emu.stop()
+
+
+def server_token(
+    api_key: str,
+    api_secret: str,
+    room: str = "",
+    *,
+    room_create: bool = True,
+    room_list: bool = True,
+    room_admin: bool = True,
+    ttl_s: int = 600,
+) -> str:
+    """A server API token as the golden traces used: roomCreate + roomList + roomAdmin, and
+    ``video.room`` = the request's room (roomAdmin is checked against it)."""
+    grants = api.VideoGrants(
+        room_create=room_create or None,
+        room_list=room_list or None,
+        room_admin=room_admin or None,
+        room=room,
+    )
+    return (
+        api.AccessToken(api_key, api_secret)
+        .with_grants(grants)
+        .with_ttl(datetime.timedelta(seconds=ttl_s))
+        .to_jwt()
+    )
+
+
+@dataclass
+class TwirpReply:
+    status: int
+    content_type: str
+    text: str
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+async def twirp_call(
+    http_url: str,
+    service: str,
+    method: str,
+    body: dict[str, Any] | bytes | str = b"",
+    *,
+    token: str | None = None,
+    content_type: str = "application/json",
+) -> TwirpReply:
+    """POST ``/twirp/livekit.<service>/<method>`` with a JSON (dict/str) or raw body."""
+    if isinstance(body, dict):
+        data = json.dumps(body).encode()
+    elif isinstance(body, str):
+        data = body.encode()
+    else:
+        data = body
+    headers = {"Content-Type": content_type}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    url = f"{http_url}/twirp/livekit.{service}/{method}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=data, headers=headers) as resp,
+    ):
+        raw = await resp.read()
+        return TwirpReply(
+            status=resp.status,
+            content_type=resp.headers.get("Content-Type", ""),
+            text=raw.decode("utf-8", "replace"),
+            body=raw,
+        )
+
+
+async def wait_until(
+    predicate: Callable[[], Any], within: float = 5.0, interval: float = 0.01
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail."""
+    async with asyncio.timeout(within):
+        while True:
+            value = predicate()
+            if value:
+                return value
+            await asyncio.sleep(interval)

@@ -1,0 +1,151 @@
+"""Webhooks: signed as LiveKit signs them, verified by livekit-api's WebhookReceiver, in the
+real server's order, retried on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+
+import jwt
+import pytest
+from livekit import api
+from livekit.protocol import models
+from livekit_emulator.testing import running_emulator, wait_until
+from livekit_emulator.webhook_sink import WebhookSink
+
+KEY = "devkey"
+SECRET = "webhook-test-secret-0123456789-abcdef"
+
+
+async def test_agent_lifecycle_webhooks_verify_with_webhook_receiver() -> None:
+    async with (
+        WebhookSink(KEY, SECRET) as sink,
+        running_emulator(
+            keys={KEY: SECRET},
+            webhook_urls=[sink.url],
+            simulated_workers=[("a", 1)],
+            departure_timeout=0.2,
+        ) as emu,
+    ):
+        lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
+        await lk.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(room="w", agent_name="a")
+        )
+        events = await sink.wait_for(lambda evs: len(evs) >= 3)
+        names = [e.event for e in events]
+        assert names == ["room_started", "participant_joined", "track_published"]
+        joined, published = events[1], events[2]
+        assert joined.participant.kind == models.ParticipantInfo.Kind.AGENT
+        assert joined.participant.permission.agent
+        assert joined.participant.attributes["lk.agent_name"] == "a"
+        # track webhooks carry the participant by sid and identity only
+        assert published.participant == models.ParticipantInfo(
+            sid=joined.participant.sid, identity=joined.participant.identity
+        )
+        assert published.track.source == models.TrackSource.MICROPHONE
+        assert published.room == models.Room(sid=joined.room.sid, name="w")
+
+        identity = joined.participant.identity
+        await lk.room.remove_participant(api.RoomParticipantIdentity(room="w", identity=identity))
+        events = await sink.wait_for(lambda evs: len(evs) >= 6, within=5)
+        assert [e.event for e in events[3:]] == [
+            "track_unpublished",
+            "participant_left",
+            "room_finished",
+        ]
+        assert events[4].participant.state == models.ParticipantInfo.State.DISCONNECTED
+        assert all(not r.error for r in sink.received)
+        await lk.aclose()
+
+        # headers and token as the real server sends them
+        first = sink.received[0]
+        assert first.headers["Content-Type"] == "application/webhook+json"
+        token = first.headers["Authorization"]
+        assert not token.startswith("Bearer")
+        claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+        assert set(claims) == {"iss", "exp", "nbf", "iat", "sha256"}
+        digest = base64.b64encode(hashlib.sha256(first.body.encode()).digest()).decode()
+        assert claims["sha256"] == digest and claims["iss"] == KEY
+
+
+async def test_tampered_body_fails_verification() -> None:
+    async with (
+        WebhookSink(KEY, SECRET) as sink,
+        running_emulator(keys={KEY: SECRET}, webhook_urls=[sink.url]) as emu,
+    ):
+        lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
+        await lk.room.create_room(api.CreateRoomRequest(name="t"))
+        await lk.aclose()
+        await sink.wait_for(lambda evs: len(evs) == 1)
+        received = sink.received[0]
+        receiver = api.WebhookReceiver(api.TokenVerifier(KEY, SECRET))
+        receiver.receive(received.body, received.headers["Authorization"])  # the original verifies
+        tampered = json.loads(received.body)
+        tampered["room"]["name"] = "other"
+        with pytest.raises(Exception, match="hash mismatch"):
+            receiver.receive(json.dumps(tampered), received.headers["Authorization"])
+        wrong_secret = api.WebhookReceiver(api.TokenVerifier(KEY, "q" * 40))
+        with pytest.raises(jwt.InvalidSignatureError):
+            wrong_secret.receive(received.body, received.headers["Authorization"])
+
+
+async def test_failed_deliveries_are_retried() -> None:
+    async with (
+        WebhookSink(KEY, SECRET) as sink,
+        running_emulator(
+            keys={KEY: SECRET}, webhook_urls=[sink.url], webhook_backoff_s=0.01
+        ) as emu,
+    ):
+        sink.fail_next(2, status=500)
+        lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
+        await lk.room.create_room(api.CreateRoomRequest(name="retry"))
+        await lk.aclose()
+        await sink.wait_for(lambda evs: [e.event for e in evs] == ["room_started"])
+        assert [r.error for r in sink.received] == ["answered 500", "answered 500", ""]
+        await wait_until(lambda: emu.webhooks.deliveries)
+        delivery = emu.webhooks.deliveries[-1]
+        assert (delivery["attempts"], delivery["status"]) == (3, 200)
+
+
+async def test_room_finished_after_empty_timeout() -> None:
+    async with (
+        WebhookSink(KEY, SECRET) as sink,
+        running_emulator(keys={KEY: SECRET}, webhook_urls=[sink.url], empty_timeout=0.2) as emu,
+    ):
+        lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
+        await lk.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(room="e", agent_name="x")
+        )
+        events = await sink.wait_for(
+            lambda evs: "room_finished" in [e.event for e in evs], within=3
+        )
+        assert [e.event for e in events] == ["room_started", "room_finished"]
+        assert "e" not in emu.state.rooms
+        with pytest.raises(api.TwirpError) as err:
+            await lk.agent_dispatch.list_dispatch("e")
+        assert err.value.code == "unavailable"
+        await lk.aclose()
+
+
+async def test_room_finished_after_departure_timeout_not_before() -> None:
+    async with running_emulator(
+        keys={KEY: SECRET}, simulated_workers=[("a", 1)], departure_timeout=0.3, empty_timeout=0.05
+    ) as emu:
+        lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
+        await lk.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(room="d", agent_name="a")
+        )
+        room = emu.state.rooms["d"]
+        await wait_until(lambda: room.participants)
+        # the empty timeout does not apply once somebody joined
+        await asyncio.sleep(0.15)
+        assert "d" in emu.state.rooms
+        [identity] = list(room.participants)
+        await lk.room.remove_participant(api.RoomParticipantIdentity(room="d", identity=identity))
+        assert "d" in emu.state.rooms
+        await wait_until(lambda: "d" not in emu.state.rooms, within=2)
+        await lk.aclose()
+        names = [e["event"] for e in emu.state.events if e["room"] == "d"]
+        assert names[-2:] == ["participant_left", "room_finished"]
