@@ -1,0 +1,338 @@
+"""Getting an agent into a room: the first attempt, a resumed attempt and a re-dispatch.
+
+Every step that changes LiveKit holds the dispatch's lease (``timers.Leases``) and keeps a
+deadline in Redis, so a replica that dies mid-step is resumed by another replica's scanner,
+and two replicas never create a dispatch for the same attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+from agentline.ids import now_ms
+from agentline.keys import Keys
+from agentline.lifecycle import DispatchState, FailureReason, is_terminal, reason_info
+from agentline.logs import get_logger
+from agentline.schema import DispatchKind, DispatchMetadata, DispatchPath, DispatchRecord
+from agentline.settings import DispatcherSettings
+from agentline.store import DispatchStore, TransitionResult
+from redis.asyncio import Redis
+
+from dispatcher.livekit_gateway import ErrorKind, LiveKitError, LiveKitGateway
+from dispatcher.metrics import DispatcherMetrics
+from dispatcher.overhead import io
+from dispatcher.registry_check import ServedNames
+from dispatcher.timers import Deadlines, Leases, RoomOwners
+
+log = get_logger("dispatcher.engine")
+T = TypeVar("T")
+
+# LiveKit unreachable (transport error, timeout, 5xx) is retried this many times per call,
+# with exponential backoff from DISPATCHER_RETRY_BACKOFF_SECONDS, before livekit_unreachable.
+LIVEKIT_CALL_TRIES = 5
+MAX_BACKOFF_SECONDS = 5.0
+OWN_TRACKED_MAX = 50_000
+
+REASON_BY_KIND: dict[ErrorKind, FailureReason] = {
+    ErrorKind.UNREACHABLE: FailureReason.LIVEKIT_UNREACHABLE,
+    ErrorKind.AUTH: FailureReason.LIVEKIT_AUTH,
+    ErrorKind.REJECTED: FailureReason.LIVEKIT_REJECTED,
+    ErrorKind.NOT_FOUND: FailureReason.LIVEKIT_REJECTED,
+    ErrorKind.ROOM_GONE: FailureReason.ROOM_GONE,
+}
+
+STAGE_FROM: dict[DispatchState, tuple[str, DispatchState]] = {
+    DispatchState.ASSIGNED: ("dispatched_to_assigned", DispatchState.DISPATCHED),
+    DispatchState.JOINED: ("assigned_to_joined", DispatchState.ASSIGNED),
+    DispatchState.SPEAKING: ("joined_to_speaking", DispatchState.JOINED),
+}
+
+
+class LeaseLost(Exception):
+    """Another replica took the dispatch over (we were paused past our lease)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every part of the dispatcher shares."""
+
+    redis: Redis
+    keys: Keys
+    settings: DispatcherSettings
+    store: DispatchStore
+    gateway: LiveKitGateway
+    served: ServedNames
+    metrics: DispatcherMetrics
+    deadlines: Deadlines
+    leases: Leases
+    rooms: RoomOwners
+
+    @property
+    def lease_ms(self) -> int:
+        # Renewed before every LiveKit call: one call (with margin) fits in it.
+        return int((self.settings.livekit_timeout_seconds * 2 + 2) * 1000)
+
+    @property
+    def poll_ms(self) -> int:
+        return int(self.settings.poll_interval_seconds * 1000)
+
+    def stage_timeout_ms(self, state: DispatchState) -> int | None:
+        s = self.settings
+        seconds = {
+            DispatchState.DISPATCHED: s.assign_timeout_seconds,
+            DispatchState.ASSIGNED: s.join_timeout_seconds,
+            DispatchState.JOINED: s.audio_timeout_seconds,
+        }.get(state)
+        return None if seconds is None else int(seconds * 1000)
+
+
+def backoff_seconds(base: float, retry: int) -> float:
+    return min(MAX_BACKOFF_SECONDS, base * (2**retry))
+
+
+def find_attempt(listed: list[Any], dispatch_id: str, attempt: int) -> Any | None:
+    """The LiveKit dispatch whose metadata names this dispatch and attempt."""
+    for row in listed:
+        try:
+            meta = msgspec.json.decode(row.metadata, type=DispatchMetadata)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if meta.dispatch_id == dispatch_id and meta.attempt == attempt:
+            return row
+    return None
+
+
+class Engine:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        # Own time per dispatch in this process: [seconds, request step done, speaking seen];
+        # observed once both are true (bounded: entries of dispatches that never speak here
+        # are dropped when the map is full).
+        self.own_by_dispatch: dict[str, list[float]] = {}
+
+    def account(self, dispatch_id: str, seconds: float, *, request: bool, speaking: bool) -> None:
+        entry = self.own_by_dispatch.get(dispatch_id)
+        if entry is None:
+            if len(self.own_by_dispatch) >= OWN_TRACKED_MAX:
+                self.own_by_dispatch.clear()
+            entry = self.own_by_dispatch[dispatch_id] = [0.0, 0.0, 0.0]
+        entry[0] += seconds
+        entry[1] = entry[1] or float(request)
+        entry[2] = entry[2] or float(speaking)
+        if entry[1] and entry[2]:
+            self.ctx.metrics.own_latency.observe(entry[0])
+            del self.own_by_dispatch[dispatch_id]
+
+    # -- transitions ------------------------------------------------------------------------
+    async def move(
+        self,
+        record: DispatchRecord,
+        target: DispatchState,
+        source: str,
+        *,
+        reason: FailureReason | None = None,
+        fields: dict[str, Any] | None = None,
+        detail: dict[str, str] | None = None,
+        expected_version: int | None = None,
+    ) -> TransitionResult:
+        at = now_ms()
+        result = await io(
+            self.ctx.store.transition(
+                record.id,
+                target,
+                reason=reason,
+                fields=fields,
+                detail=detail,
+                expected_version=expected_version,
+                at_ms=at,
+            )
+        )
+        if result.applied:
+            self._observe(record, target, source, at)
+            if reason is not None:
+                self.ctx.metrics.failures.labels(reason.value).inc()
+            if is_terminal(target):
+                await io(self.ctx.rooms.release(record.room, record.id))
+            log.info(
+                "transition",
+                dispatch_id=record.id,
+                previous=result.previous,
+                state=target.value,
+                reason=reason.value if reason else None,
+                source=source,
+            )
+        return result
+
+    def _observe(self, record: DispatchRecord, target: DispatchState, source: str, at: int) -> None:
+        metrics = self.ctx.metrics
+        metrics.transitions.labels(target.value, source).inc()
+        path = record.path.value if record.path else "unknown"
+        stage = STAGE_FROM.get(target)
+        if stage is not None and stage[1].value in record.timestamps:
+            seconds = (at - record.timestamps[stage[1].value]) / 1000
+            metrics.stage_latency.labels(stage[0], path).observe(max(0.0, seconds))
+        if target is DispatchState.SPEAKING and "requested" in record.timestamps:
+            seconds = (at - record.timestamps["requested"]) / 1000
+            metrics.stage_latency.labels("requested_to_speaking", path).observe(seconds)
+
+    async def fail(
+        self,
+        record: DispatchRecord,
+        reason: FailureReason,
+        source: str,
+        detail: dict[str, str] | None = None,
+        expected_version: int | None = None,
+    ) -> TransitionResult:
+        info = reason_info(reason)
+        text = "; ".join(f"{k}={v}" for k, v in (detail or {}).items())
+        return await self.move(
+            record,
+            DispatchState.FAILED,
+            source,
+            reason=reason,
+            fields={"error_detail": text or info.message},
+            detail=detail,
+            expected_version=expected_version,
+        )
+
+    # -- LiveKit calls ----------------------------------------------------------------------
+    async def call(self, dispatch_id: str, make: Callable[[], Awaitable[T]]) -> T:
+        """A LiveKit call under our lease, retried with backoff while LiveKit is unreachable."""
+        settings = self.ctx.settings
+        for retry in range(LIVEKIT_CALL_TRIES):
+            if not await io(self.ctx.leases.renew(dispatch_id, self.ctx.lease_ms)):
+                raise LeaseLost(dispatch_id)
+            try:
+                return await make()
+            except LiveKitError as error:
+                if not error.retryable or retry == LIVEKIT_CALL_TRIES - 1:
+                    raise
+                log.warning(
+                    "livekit call failed, retrying", dispatch_id=dispatch_id, error=str(error)
+                )
+                await asyncio.sleep(backoff_seconds(settings.retry_backoff_seconds, retry))
+        raise AssertionError("unreachable")
+
+    # -- attempts ---------------------------------------------------------------------------
+    def metadata_json(self, record: DispatchRecord, attempt: int) -> str:
+        meta = DispatchMetadata(
+            dispatch_id=record.id, metadata=record.metadata, trace=record.trace, attempt=attempt
+        )
+        return msgspec.json.encode(meta).decode()
+
+    async def attempt(self, record: DispatchRecord, attempt: int, look_first: bool) -> None:
+        """Create the LiveKit dispatch of ``attempt`` (we hold the lease), then hand the
+        dispatch to the deadlines. ``look_first``: a resumed attempt may have been created."""
+        gw = self.ctx.gateway
+        meta = self.metadata_json(record, attempt)
+        path_label = "unknown"
+        started = time.perf_counter()
+        try:
+            existing = None
+            if look_first:
+                try:
+                    listed = await self.call(record.id, lambda: gw.list_dispatches(record.room))
+                    existing = find_attempt(listed, record.id, attempt)
+                except LiveKitError as error:
+                    if error.kind is not ErrorKind.ROOM_GONE:  # no room yet: nothing created
+                        raise
+            if existing is not None:
+                livekit_id, path = existing.dispatch_id, record.path or DispatchPath.CREATE_DISPATCH
+            elif attempt == 1 and record.kind is DispatchKind.SESSION:
+                livekit_id, path = await self._via_room_config(record, meta, attempt)
+            else:
+                path_label = DispatchPath.CREATE_DISPATCH.value
+                livekit_id = await self.call(
+                    record.id, lambda: gw.create_dispatch(record.room, record.agent_name, meta)
+                )
+                path = DispatchPath.CREATE_DISPATCH
+        except LiveKitError as error:
+            self.ctx.metrics.dispatches_created.labels(error.kind.value, path_label).inc()
+            detail = {"method": error.method, "status": str(error.status), "code": error.code}
+            detail["error"] = error.message[:300]
+            await self.fail(record, REASON_BY_KIND[error.kind], "livekit", detail)
+            await self.ctx.leases.release(record.id)
+            return
+        self.ctx.metrics.dispatches_created.labels("ok", path.value).inc()
+        self.ctx.metrics.stage_latency.labels("livekit_create", path.value).observe(
+            time.perf_counter() - started
+        )
+        await self.settle_created(record, livekit_id, path, attempt)
+
+    async def _via_room_config(
+        self, record: DispatchRecord, meta: str, attempt: int
+    ) -> tuple[str, DispatchPath]:
+        """CreateRoom with the agent in its configuration (fast path for a new room); the
+        configuration is ignored for an existing room, so ListDispatch tells which took."""
+        gw = self.ctx.gateway
+        await self.call(
+            record.id, lambda: gw.create_room_with_agent(record.room, record.agent_name, meta)
+        )
+        listed = await self.call(record.id, lambda: gw.list_dispatches(record.room))
+        found = find_attempt(listed, record.id, attempt)
+        if found is not None:
+            return found.dispatch_id, DispatchPath.ROOM_CONFIG
+        created = await self.call(
+            record.id, lambda: gw.create_dispatch(record.room, record.agent_name, meta)
+        )
+        return created, DispatchPath.CREATE_DISPATCH
+
+    async def settle_created(
+        self, record: DispatchRecord, livekit_id: str, path: DispatchPath, attempt: int
+    ) -> None:
+        fields = {"livekit_dispatch_id": livekit_id, "path": path.value, "attempts": attempt}
+        record.path = path
+        result = await self.move(record, DispatchState.DISPATCHED, "livekit", fields=fields)
+        if not result.applied:
+            if result.previous is None or is_terminal(result.previous):
+                # Cancelled (or failed) while we were creating it: undo what we created.
+                await self.remove_from_livekit(record, livekit_id)
+                await self.ctx.leases.release(record.id)
+                return
+            # A faster signal already moved it on; keep the LiveKit ids anyway.
+            await io(self.ctx.store.update_fields(record.id, fields))
+        timeout = self.ctx.stage_timeout_ms(DispatchState.DISPATCHED) or self.ctx.poll_ms
+        async with self.ctx.redis.pipeline(transaction=False) as pipe:
+            self.ctx.deadlines.schedule_in(
+                pipe, record.id, now_ms() + min(self.ctx.poll_ms, timeout)
+            )
+            await self.ctx.leases.release_in(pipe, record.id)
+            await io(pipe.execute())
+
+    async def remove_from_livekit(self, record: DispatchRecord, livekit_id: str = "") -> None:
+        """Delete the dispatch(es) of this record and remove its agent; best effort."""
+        gw = self.ctx.gateway
+        try:
+            ids = {livekit_id} if livekit_id else set()
+            if not ids:
+                listed = await gw.list_dispatches(record.room)
+                ids = {
+                    row.dispatch_id
+                    for row in listed
+                    if _meta_dispatch_id(row.metadata) == record.id
+                }
+            for dispatch_id in ids:
+                await gw.delete_dispatch(dispatch_id, record.room)
+            for agent in await gw.agents_in_room(record.room):
+                if is_our_agent(agent.agent_name, record):
+                    await gw.remove_participant(record.room, agent.identity)
+        except LiveKitError as error:
+            if error.kind not in (ErrorKind.ROOM_GONE, ErrorKind.NOT_FOUND):
+                log.warning("cleanup in LiveKit failed", dispatch_id=record.id, error=str(error))
+
+
+def is_our_agent(agent_name: str, record: DispatchRecord) -> bool:
+    """An agent participant of this dispatch's agent_name (foreign agents are left alone)."""
+    return agent_name in ("", record.agent_name)
+
+
+def _meta_dispatch_id(metadata: str) -> str:
+    try:
+        return msgspec.json.decode(metadata, type=DispatchMetadata).dispatch_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""

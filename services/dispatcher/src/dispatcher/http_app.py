@@ -1,0 +1,161 @@
+"""The dispatcher's HTTP port: LiveKit webhooks, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from agentline.ids import now_ms
+from agentline.keys import Keys
+from agentline.logs import get_logger
+from agentline.metrics import METRICS_CONTENT_TYPE, render_metrics
+from aiohttp import web
+from livekit import api
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from dispatcher.loops import REDIS_ERRORS, Health
+from dispatcher.metrics import DispatcherMetrics
+from dispatcher.overhead import step
+from dispatcher.signals import from_webhook
+from dispatcher.tracking import Tracker
+
+log = get_logger("dispatcher.http")
+MAX_WEBHOOK_BYTES = 1 << 20
+
+
+class WebhookStats:
+    """Recent webhooks and whether their signature matched, for ``agentline doctor``; counted
+    in memory and written to ``keys.webhook_stats`` once a second (one hash, fields:
+    ``ok``/``bad`` counters, ``last_ok_at_ms``, ``last_event``, ``last_bad_at_ms``,
+    ``last_bad_error``)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.key = keys.webhook_stats
+        self.counts: dict[str, int] = defaultdict(int)
+        self.fields: dict[str, str] = {}
+
+    def ok(self, event: str) -> None:
+        self.counts["ok"] += 1
+        self.fields.update(last_ok_at_ms=str(now_ms()), last_event=event)
+
+    def bad(self, error: str) -> None:
+        self.counts["bad"] += 1
+        self.fields.update(last_bad_at_ms=str(now_ms()), last_bad_error=error[:200])
+
+    async def flush(self) -> None:
+        if not self.counts and not self.fields:
+            return
+        counts, fields = dict(self.counts), dict(self.fields)
+        self.counts.clear()
+        self.fields.clear()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, value in counts.items():
+                pipe.hincrby(self.key, name, value)
+            if fields:
+                pipe.hset(self.key, mapping=fields)  # type: ignore[arg-type]
+            await pipe.execute()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 1.0)
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.flush()
+
+
+class WebhookHandler:
+    def __init__(
+        self,
+        receiver: api.WebhookReceiver,
+        tracker: Tracker,
+        stats: WebhookStats,
+        metrics: DispatcherMetrics,
+    ) -> None:
+        self.receiver = receiver
+        self.tracker = tracker
+        self.stats = stats
+        self.metrics = metrics
+        # LiveKit sends a room's webhooks in order; keep that order within this replica
+        # (a track_published is matched to the participant_joined before it).
+        self._room_locks: dict[str, asyncio.Lock] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else auth
+        try:
+            event = self.receiver.receive(body, token)
+        except Exception as error:  # the SDK raises plain Exceptions (and jwt/protobuf errors)
+            self.stats.bad(f"{type(error).__name__}: {error}")
+            self.metrics.webhooks.labels("bad_signature").inc()
+            log.warning("webhook refused", error=str(error))
+            return web.Response(status=401, text="invalid webhook signature\n")
+        self.stats.ok(event.event)
+        signal = from_webhook(event)
+        if signal is None:
+            self.metrics.webhooks.labels("ignored").inc()
+            return web.Response(text="ok\n")
+        try:
+            async with self._room_lock(signal.room):
+                with step(self.metrics.own_overhead, "signal") as clock:
+                    dispatch_id, moved = await self.tracker.apply(signal)
+                if dispatch_id:
+                    self.tracker.engine.account(
+                        dispatch_id,
+                        clock.own_seconds(),
+                        request=False,
+                        speaking=moved is not None and moved.value == "speaking",
+                    )
+        except REDIS_ERRORS as error:
+            self.metrics.webhooks.labels("unavailable").inc()
+            log.warning("webhook not applied: redis unavailable", error=repr(error))
+            return web.Response(status=503, text="redis unavailable\n")
+        self.metrics.webhooks.labels("applied" if moved else "no_change").inc()
+        return web.Response(text="ok\n")
+
+    @asynccontextmanager
+    async def _room_lock(self, room: str) -> AsyncIterator[None]:
+        lock = self._room_locks.get(room)
+        if lock is None:
+            lock = self._room_locks[room] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not lock._waiters:
+                self._room_locks.pop(room, None)
+
+
+def build_app(
+    webhook: WebhookHandler, health: Health, registry: CollectorRegistry
+) -> web.Application:
+    app = web.Application(client_max_size=MAX_WEBHOOK_BYTES)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        body: dict[str, Any] = {
+            "ready": health.ready,
+            "redis": health.redis_ok,
+            "draining": health.draining,
+        }
+        if not health.redis_ok and health.last_error:
+            body["error"] = health.last_error
+        return web.json_response(body, status=200 if health.ready else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        payload = await render_metrics(registry)
+        return web.Response(body=payload, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    app.router.add_post("/webhooks/livekit", webhook.handle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,58 @@
+"""Which agent names live workers serve, read from the worker registry with a short cache.
+
+A positive answer is cached for ``ttl`` (heartbeats refresh every ~2 s, so a second of cache
+costs nothing in accuracy); a negative answer is always re-read before anyone fails on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from agentline.registry import WorkerRegistry
+from agentline.settings import RegistryPolicy
+
+from dispatcher.overhead import io
+
+
+class ServedNames:
+    def __init__(self, registry: WorkerRegistry, ttl: float = 1.0) -> None:
+        self.registry = registry
+        self.ttl = ttl
+        self._names: frozenset[str] = frozenset()
+        self._read_at = -1e9
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> frozenset[str]:
+        async with self._lock:
+            if time.monotonic() - self._read_at < 0.05:  # a racing refresh just read it
+                return self._names
+            self._names = frozenset(await io(self.registry.served_agent_names()))
+            self._read_at = time.monotonic()
+            return self._names
+
+    async def serves(self, agent_name: str) -> bool:
+        if agent_name in self._names and time.monotonic() - self._read_at < self.ttl:
+            return True
+        return agent_name in await self.refresh()
+
+    async def names(self) -> list[str]:
+        return sorted(await self.refresh())
+
+
+async def wait_for_worker(
+    served: ServedNames, agent_name: str, policy: RegistryPolicy, wait_seconds: float
+) -> bool:
+    """True when a live worker serves ``agent_name`` (always True under ``advise``)."""
+    if policy is RegistryPolicy.ADVISE:
+        return True
+    if await served.serves(agent_name):
+        return True
+    if policy is RegistryPolicy.FAIL:
+        return False
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        if agent_name in await served.refresh():
+            return True
+    return False

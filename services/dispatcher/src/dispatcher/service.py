@@ -1,0 +1,134 @@
+"""Assembling the dispatcher: Redis, LiveKit, the loops and the HTTP port; start and drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+
+from agentline.keys import Keys
+from agentline.logs import get_logger
+from agentline.redis_conn import make_client
+from agentline.registry import WorkerRegistry
+from agentline.settings import DispatcherSettings, RegistryPolicy
+from agentline.store import DispatchStore
+from aiohttp import web
+from livekit import api
+from prometheus_client import CollectorRegistry
+
+from dispatcher.engine import Context, Engine
+from dispatcher.http_app import WebhookHandler, WebhookStats, build_app
+from dispatcher.livekit_gateway import LiveKitGateway
+from dispatcher.loops import REDIS_ERRORS, Health, Loops
+from dispatcher.metrics import DispatcherMetrics
+from dispatcher.registry_check import ServedNames
+from dispatcher.timers import Deadlines, Leases, RoomOwners
+from dispatcher.tracking import Tracker
+
+log = get_logger("dispatcher")
+
+
+def consumer_name(settings: DispatcherSettings) -> str:
+    """The pod name (HOSTNAME) when set; else host + pid, unique per process."""
+    return settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+class DispatcherService:
+    def __init__(
+        self, settings: DispatcherSettings, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.redis_namespace)
+        self.consumer = consumer_name(settings)
+        self.metrics = DispatcherMetrics(registry)
+        self.health = Health()
+        self.redis = make_client(settings.redis_url, socket_timeout=10.0)
+        self.gateway = LiveKitGateway(
+            settings.livekit_http_url,
+            settings.livekit_api_key,
+            settings.livekit_api_secret.get_secret_value(),
+            settings.livekit_timeout_seconds,
+            self.metrics,
+        )
+        ctx = Context(
+            redis=self.redis,
+            keys=self.keys,
+            settings=settings,
+            store=DispatchStore(self.redis, self.keys),
+            gateway=self.gateway,
+            served=ServedNames(WorkerRegistry(self.redis, self.keys)),
+            metrics=self.metrics,
+            deadlines=Deadlines(self.redis, self.keys),
+            leases=Leases(self.redis, self.keys, self.consumer),
+            rooms=RoomOwners(self.redis, self.keys),
+        )
+        self.engine = Engine(ctx)
+        self.tracker = Tracker(self.engine)
+        self.loops = Loops(self.engine, self.tracker, self.consumer, self.health)
+        webhook_key = settings.webhook_api_key or settings.livekit_api_key
+        secret = settings.webhook_api_secret or settings.livekit_api_secret
+        receiver = api.WebhookReceiver(api.TokenVerifier(webhook_key, secret.get_secret_value()))
+        self.webhook_stats = WebhookStats(self.redis, self.keys)
+        self.app = build_app(
+            WebhookHandler(receiver, self.tracker, self.webhook_stats, self.metrics),
+            self.health,
+            self.metrics.registry,
+        )
+        self.metrics.add_backlog_collector(settings.redis_url, self.keys)
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = settings.port
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.redis.ping()
+            self.health.ok()
+        if self.settings.registry_policy is RegistryPolicy.ADVISE:
+            log.info("registry policy advise: dispatching without a registry check")
+        loops = self.loops
+        for coro in (
+            loops.run_requests(),
+            loops.run_worker_events(),
+            loops.run_control(),
+            loops.run_scanner(),
+            self.webhook_stats.run(loops.stopping),
+            self._watch_redis(),
+        ):
+            self._tasks.append(asyncio.create_task(coro))
+        log.info("dispatcher started", consumer=self.consumer, port=self.port)
+
+    async def _watch_redis(self) -> None:
+        """Readiness follows Redis even while the loops are idle."""
+        while not self.loops.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.redis.ping(), 2.0)
+                self.health.ok()
+            except (*REDIS_ERRORS, TimeoutError) as error:
+                self.health.failed(error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.loops.stopping.wait(), 1.0)
+
+    async def stop(self, drain_seconds: float | None = None) -> None:
+        """Stop reading, finish (or hand back) in-flight work, close everything."""
+        self.health.draining = True
+        seconds = self.settings.drain_seconds if drain_seconds is None else drain_seconds
+        await self.loops.drain(seconds)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.webhook_stats.flush()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.gateway.aclose()
+        await self.redis.aclose()
+        log.info("dispatcher stopped", consumer=self.consumer)

@@ -1,0 +1,133 @@
+"""Redis-held timers and ownership, so that no replica keeps authoritative state in memory.
+
+* ``Deadlines``: the sorted set ``keys.deadlines`` maps a dispatch id to the next time a
+  dispatcher must look at it (a stage timeout or a poll). Every replica's scanner claims due
+  members atomically; a claim pushes the member ``lease_ms`` ahead, so a replica that dies
+  while handling it loses nothing: the member comes due again.
+* ``Leases``: a short-lived owner key per dispatch, held while a replica changes the
+  dispatch in LiveKit (create, delete, re-dispatch), so two replicas never do it at once.
+* ``RoomOwners``: ``keys.room_dispatch(room)``: the one dispatch that owns the agent of a room.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentline.keys import Keys
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+# KEYS: deadlines; ARGV: now ms, lease ms, limit
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[2])
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], 'XX', until_ms, member)
+end
+return due
+"""
+
+# KEYS: key; ARGV: expected value, [ttl ms]. Renew (with ttl) or delete (without) if ours.
+_IF_OURS = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS: key; ARGV: expected current value, new value, ttl s. Compare-and-set.
+_REPLACE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+class Deadlines:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.key = keys.deadlines
+        self._claim = redis.register_script(_CLAIM_DUE)
+
+    def schedule_in(self, pipe: Pipeline, dispatch_id: str, at_ms: int) -> None:
+        pipe.zadd(self.key, {dispatch_id: at_ms})
+
+    async def schedule(self, dispatch_id: str, at_ms: int, only_if_absent: bool = False) -> None:
+        await self.redis.zadd(self.key, {dispatch_id: at_ms}, nx=only_if_absent)
+
+    async def clear(self, dispatch_id: str) -> None:
+        await self.redis.zrem(self.key, dispatch_id)
+
+    async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        due: Any = await self._claim(keys=[self.key], args=[now_ms, lease_ms, limit])
+        return [str(member) for member in due]
+
+    async def due_at(self, dispatch_id: str) -> float | None:
+        score = await self.redis.zscore(self.key, dispatch_id)
+        return None if score is None else float(score)
+
+
+class Leases:
+    def __init__(self, redis: Redis, keys: Keys, owner: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.owner = owner
+        self._if_ours = redis.register_script(_IF_OURS)
+
+    def key(self, dispatch_id: str) -> str:
+        return self.keys.dispatch(dispatch_id) + ":lease"
+
+    def acquire_in(self, pipe: Pipeline, dispatch_id: str, ttl_ms: int) -> None:
+        pipe.set(self.key(dispatch_id), self.owner, nx=True, px=ttl_ms)
+
+    async def acquire(self, dispatch_id: str, ttl_ms: int) -> bool:
+        key = self.key(dispatch_id)
+        if await self.redis.set(key, self.owner, nx=True, px=ttl_ms):
+            return True
+        # A lease we hold already (a step of ours resumed) is ours to renew.
+        return await self.renew(dispatch_id, ttl_ms)
+
+    async def renew(self, dispatch_id: str, ttl_ms: int) -> bool:
+        result = await self._if_ours(keys=[self.key(dispatch_id)], args=[self.owner, ttl_ms])
+        return int(result) == 1
+
+    async def release(self, dispatch_id: str) -> None:
+        await self._if_ours(keys=[self.key(dispatch_id)], args=[self.owner])
+
+    async def release_in(self, pipe: Pipeline, dispatch_id: str) -> None:
+        # On a pipeline the script call only queues the command; execute() runs it.
+        await self._if_ours(keys=[self.key(dispatch_id)], args=[self.owner], client=pipe)
+
+    async def remaining_ms(self, dispatch_id: str) -> int:
+        return int(await self.redis.pttl(self.key(dispatch_id)))
+
+
+class RoomOwners:
+    TTL_SECONDS = 24 * 3600
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._if_ours = redis.register_script(_IF_OURS)
+        self._replace = redis.register_script(_REPLACE)
+
+    def claim_in(self, pipe: Pipeline, room: str, dispatch_id: str) -> None:
+        pipe.set(self.keys.room_dispatch(room), dispatch_id, nx=True, ex=self.TTL_SECONDS)
+
+    async def owner(self, room: str) -> str | None:
+        value = await self.redis.get(self.keys.room_dispatch(room))
+        return None if value is None else str(value)
+
+    async def take_over(self, room: str, previous: str, dispatch_id: str) -> bool:
+        result = await self._replace(
+            keys=[self.keys.room_dispatch(room)], args=[previous, dispatch_id, self.TTL_SECONDS]
+        )
+        return int(result) == 1
+
+    async def claim(self, room: str, dispatch_id: str) -> bool:
+        key = self.keys.room_dispatch(room)
+        return bool(await self.redis.set(key, dispatch_id, nx=True, ex=self.TTL_SECONDS))
+
+    async def release(self, room: str, dispatch_id: str) -> None:
+        await self._if_ours(keys=[self.keys.room_dispatch(room)], args=[dispatch_id])

@@ -1,0 +1,385 @@
+"""Tracking a dispatch after LiveKit accepted it: signals, polls, stage timeouts, retries and
+cancel. Any replica can apply any of these to any dispatch: all state is in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agentline.ids import now_ms
+from agentline.lifecycle import PROGRESS, DispatchState, FailureReason, is_terminal
+from agentline.logs import get_logger
+from agentline.schema import DispatchRecord
+
+from dispatcher.engine import Engine, LeaseLost, backoff_seconds, is_our_agent
+from dispatcher.livekit_gateway import AgentParticipant, ErrorKind, LiveKitError
+from dispatcher.overhead import io
+from dispatcher.signals import Signal, SignalKind, Source
+
+log = get_logger("dispatcher.tracking")
+
+_RANK = {state: index for index, state in enumerate(PROGRESS)}
+_TARGET = {
+    SignalKind.ASSIGNED: DispatchState.ASSIGNED,
+    SignalKind.JOINED: DispatchState.JOINED,
+    SignalKind.SPEAKING: DispatchState.SPEAKING,
+}
+_TRACKED = (DispatchState.DISPATCHED, DispatchState.ASSIGNED, DispatchState.JOINED)
+_BEFORE_JOIN = (DispatchState.DISPATCHING, DispatchState.DISPATCHED, DispatchState.ASSIGNED)
+# A speaking dispatch is only checked now and then (its end normally comes as a signal).
+SPEAKING_POLL_MS = 30_000
+REMOVE_AGENT_TRIES = 3
+
+
+def _forward(current: DispatchState, target: DispatchState) -> bool:
+    return _RANK.get(target, -1) > _RANK.get(current, 99)
+
+
+class Tracker:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.ctx = engine.ctx
+
+    # -- signals ----------------------------------------------------------------------------
+    async def apply(self, signal: Signal) -> tuple[str, DispatchState | None]:
+        """Apply a signal: the dispatch it concerns ('' if none) and the state it moved to."""
+        ctx = self.ctx
+        dispatch_id: str | None = signal.dispatch_id
+        if not dispatch_id:
+            dispatch_id = await io(ctx.rooms.owner(signal.room))
+        record = await io(ctx.store.get(dispatch_id)) if dispatch_id else None
+        moved = None
+        if record is not None and not record.is_terminal:
+            moved = await self._apply_to(record, signal)
+        ctx.metrics.signals.labels(signal.source.value, "yes" if moved else "no").inc()
+        return dispatch_id or "", moved
+
+    async def _apply_to(self, record: DispatchRecord, signal: Signal) -> DispatchState | None:
+        state = record.state
+        kind = signal.kind
+        if kind is SignalKind.ROOM_FINISHED or (
+            kind is SignalKind.AGENT_LEFT and signal.agent_identity == record.agent_identity
+        ):
+            return await self.room_or_agent_gone(record, signal.source.value)
+        if kind is SignalKind.JOB_ENDED and state in (DispatchState.JOINED, DispatchState.SPEAKING):
+            return await self._moved(record, DispatchState.ENDED, signal.source.value)
+        if kind in (SignalKind.JOB_ENDED, SignalKind.JOB_FAILED):
+            if state in (DispatchState.DISPATCHED, DispatchState.ASSIGNED):
+                await self.stage_failed(record, f"worker reported: {signal.detail}")
+            return None
+        target = _TARGET.get(kind)
+        if target is None:
+            return None
+        fields: dict[str, str] = {}
+        if kind is SignalKind.ASSIGNED:
+            fields = {"job_id": signal.job_id, "worker_id": signal.worker_id}
+        if kind in (SignalKind.JOINED, SignalKind.SPEAKING) and signal.agent_identity:
+            if signal.agent_name and not is_our_agent(signal.agent_name, record):
+                return None
+            known = record.agent_identity
+            if known and known != signal.agent_identity:
+                if kind is SignalKind.JOINED and signal.source is not Source.WORKER:
+                    await self._remove_second_agent(record, signal.agent_identity)
+                return None
+            if not known and kind is SignalKind.SPEAKING and signal.source is Source.WEBHOOK:
+                return None  # whose track? only the join tells; polling will see it
+            fields["agent_identity"] = signal.agent_identity
+        if signal.job_id and kind is not SignalKind.ASSIGNED:
+            fields["job_id"] = signal.job_id
+        if not _forward(state, target):
+            return None
+        return await self._moved(record, target, signal.source.value, fields)
+
+    async def _moved(
+        self,
+        record: DispatchRecord,
+        target: DispatchState,
+        source: str,
+        fields: dict[str, str] | None = None,
+        reason: FailureReason | None = None,
+    ) -> DispatchState | None:
+        result = await self.engine.move(record, target, source, fields=fields, reason=reason)
+        return target if result.applied else None
+
+    async def room_or_agent_gone(self, record: DispatchRecord, source: str) -> DispatchState | None:
+        """Room finished (or our agent left): ``ended`` once joined, ``room_gone`` before."""
+        if record.state in (DispatchState.JOINED, DispatchState.SPEAKING):
+            return await self._moved(record, DispatchState.ENDED, source)
+        if record.state in (*_BEFORE_JOIN, DispatchState.REQUESTED):
+            result = await self.engine.fail(record, FailureReason.ROOM_GONE, source)
+            return DispatchState.FAILED if result.applied else None
+        return None
+
+    async def _remove_second_agent(self, record: DispatchRecord, identity: str) -> None:
+        """Never two agents in one room: a second agent of ours (a late job of an earlier
+        attempt) is removed."""
+        log.warning("second agent in room, removing it", dispatch_id=record.id, identity=identity)
+        try:
+            await self.ctx.gateway.remove_participant(record.room, identity)
+        except LiveKitError as error:
+            log.warning("could not remove second agent", dispatch_id=record.id, error=str(error))
+
+    # -- the deadline scanner's visit -----------------------------------------------------------
+    async def visit(self, dispatch_id: str) -> None:
+        ctx = self.ctx
+        record = await io(ctx.store.get(dispatch_id))
+        if (
+            record is None
+            or record.is_terminal
+            or record.state
+            in (
+                DispatchState.REQUESTED,
+                DispatchState.WAITING,
+            )
+        ):
+            # Terminal: nothing to watch. Requested: the stream entry drives it.
+            await io(ctx.deadlines.clear(dispatch_id))
+            return
+        now = now_ms()
+        if record.state is DispatchState.DISPATCHING:
+            await self.resume_dispatching(record)
+            return
+        if record.state is DispatchState.SPEAKING:
+            due = record.timestamps.get("speaking", now) + SPEAKING_POLL_MS
+            if now >= due:
+                await self._poll_speaking(record)
+                due = now + SPEAKING_POLL_MS
+            await io(ctx.deadlines.schedule(dispatch_id, due))
+            return
+        stage_deadline = record.timestamps.get(record.state.value, now) + (
+            ctx.stage_timeout_ms(record.state) or 0
+        )
+        if now >= stage_deadline:
+            await self.stage_failed(record, "")
+            return
+        await self.poll(record)
+        await io(ctx.deadlines.schedule(dispatch_id, min(now + ctx.poll_ms, stage_deadline)))
+
+    async def resume_dispatching(self, record: DispatchRecord) -> None:
+        """The replica that was creating it died (its lease expired): carry on where it was."""
+        ctx = self.ctx
+        if not await io(ctx.leases.acquire(record.id, ctx.lease_ms)):
+            remaining = max(await io(ctx.leases.remaining_ms(record.id)), 100)
+            await io(ctx.deadlines.schedule(record.id, now_ms() + remaining))
+            return
+        log.info("resuming dispatch", dispatch_id=record.id, attempt=record.attempts)
+        await io(ctx.deadlines.schedule(record.id, now_ms() + ctx.lease_ms))
+        try:
+            attempt = max(record.attempts, 1)
+            if attempt > 1 and not await self.prepare_room(record, attempt):
+                return
+            await self.engine.attempt(record, attempt, look_first=True)
+        except LeaseLost:
+            return
+
+    # -- polling (fallback signal source) -------------------------------------------------
+    async def poll(self, record: DispatchRecord) -> None:
+        gw = self.ctx.gateway
+        try:
+            if record.state is DispatchState.DISPATCHED:
+                listed = await gw.list_dispatches(record.room)
+                mine = next(
+                    (d for d in listed if d.dispatch_id == record.livekit_dispatch_id), None
+                )
+                if mine is not None and mine.job_id:
+                    signal = Signal(
+                        SignalKind.ASSIGNED,
+                        Source.POLL,
+                        dispatch_id=record.id,
+                        job_id=mine.job_id,
+                        worker_id=mine.worker_id,
+                    )
+                    if await self._apply_to(record, signal):
+                        fresh = await io(self.ctx.store.get(record.id))
+                        record = fresh or record
+                    else:
+                        return
+                else:
+                    return
+            agents = await gw.agents_in_room(record.room)
+        except LiveKitError as error:
+            if error.kind is ErrorKind.ROOM_GONE:
+                await self.room_or_agent_gone(record, Source.POLL.value)
+            else:
+                log.warning("poll failed", dispatch_id=record.id, error=str(error))
+            return
+        await self._apply_presence(record, agents)
+
+    async def _apply_presence(self, record: DispatchRecord, agents: list[AgentParticipant]) -> None:
+        ours = [a for a in agents if is_our_agent(a.agent_name, record)]
+        if not ours:
+            return
+        chosen = next((a for a in ours if a.identity == record.agent_identity), ours[0])
+        for extra in ours:
+            if extra.identity != chosen.identity:
+                await self._remove_second_agent(record, extra.identity)
+        kind = SignalKind.SPEAKING if chosen.has_audio else SignalKind.JOINED
+        signal = Signal(
+            kind,
+            Source.POLL,
+            dispatch_id=record.id,
+            agent_identity=chosen.identity,
+            participant_sid=chosen.sid,
+            agent_name=chosen.agent_name,
+        )
+        if record.state is not DispatchState.JOINED and kind is SignalKind.SPEAKING:
+            # Record the join on the way, so the stages stay readable.
+            joined = Signal(
+                SignalKind.JOINED, Source.POLL, record.id, agent_identity=chosen.identity
+            )
+            if await self._apply_to(record, joined):
+                fresh = await io(self.ctx.store.get(record.id))
+                record = fresh or record
+        await self._apply_to(record, signal)
+
+    async def _poll_speaking(self, record: DispatchRecord) -> None:
+        try:
+            agents = await self.ctx.gateway.agents_in_room(record.room)
+        except LiveKitError as error:
+            if error.kind is ErrorKind.ROOM_GONE:
+                await self.room_or_agent_gone(record, Source.POLL.value)
+            return
+        if not any(a.identity == record.agent_identity for a in agents):
+            await self.room_or_agent_gone(record, Source.POLL.value)
+
+    # -- stage timeouts and retries -------------------------------------------------------------
+    async def stage_failed(self, record: DispatchRecord, why: str) -> None:
+        """The current stage timed out (or the worker said it failed): look once more, then
+        retry (not_assigned, join_timeout) or fail (no_audio, no_worker_for_agent)."""
+        ctx = self.ctx
+        if not await io(ctx.leases.acquire(record.id, ctx.lease_ms)):
+            await io(ctx.deadlines.schedule(record.id, now_ms() + 500))
+            return
+        try:
+            await self._stage_failed_locked(record, why)
+        except LeaseLost:
+            return
+        finally:
+            await io(ctx.leases.release(record.id))
+
+    async def _stage_failed_locked(self, record: DispatchRecord, why: str) -> None:
+        ctx, engine = self.ctx, self.engine
+        try:
+            agents = await engine.call(record.id, lambda: ctx.gateway.agents_in_room(record.room))
+        except LiveKitError as error:
+            if error.kind is ErrorKind.ROOM_GONE:
+                await self.room_or_agent_gone(record, "timer")
+            else:
+                await engine.fail(record, _reason(error), "timer", _error_detail(error))
+            return
+        ours = [a for a in agents if is_our_agent(a.agent_name, record)]
+        if record.state is DispatchState.JOINED:
+            mine = [
+                a for a in ours if a.identity == record.agent_identity or not record.agent_identity
+            ]
+            if any(a.has_audio for a in mine):
+                await self._apply_presence(record, mine)
+            else:
+                await engine.fail(record, FailureReason.NO_AUDIO, "timer", _why(why))
+            return
+        if ours:  # it did join and we missed the signal
+            await self._apply_presence(record, ours)
+            return
+        reason = (
+            FailureReason.NOT_ASSIGNED
+            if record.state is DispatchState.DISPATCHED
+            else FailureReason.JOIN_TIMEOUT
+        )
+        if reason is FailureReason.NOT_ASSIGNED and not await ctx.served.serves(record.agent_name):
+            names = ",".join(await ctx.served.names())
+            detail = {"agent_name": record.agent_name, "served_agent_names": names or "(none)"}
+            if await self._failed(record, FailureReason.NO_WORKER_FOR_AGENT, detail):
+                await engine.remove_from_livekit(record)
+            return
+        attempts = max(record.attempts, 1)
+        if attempts >= ctx.settings.max_attempts:
+            final = reason if ctx.settings.max_attempts == 1 else FailureReason.RETRIES_EXHAUSTED
+            detail = {"last_failure": reason.value, "attempts": str(attempts), **_why(why)}
+            if await self._failed(record, final, detail):
+                await engine.remove_from_livekit(record)
+            return
+        await self.redispatch(record, reason, attempts + 1)
+
+    async def _failed(
+        self, record: DispatchRecord, reason: FailureReason, detail: dict[str, str]
+    ) -> bool:
+        result = await self.engine.fail(record, reason, "timer", detail, record.version)
+        return result.applied
+
+    async def redispatch(self, record: DispatchRecord, reason: FailureReason, attempt: int) -> None:
+        ctx = self.ctx
+        result = await self.engine.move(
+            record,
+            DispatchState.DISPATCHING,
+            "timer",
+            fields={"attempts": attempt, "error_detail": f"attempt {attempt - 1}: {reason.value}"},
+            detail={"retry_after": reason.value, "attempt": str(attempt)},
+            expected_version=record.version,
+        )
+        if not result.applied:
+            return
+        ctx.metrics.retries.labels(reason.value).inc()
+        await io(ctx.deadlines.schedule(record.id, now_ms() + ctx.lease_ms))
+        await asyncio.sleep(backoff_seconds(ctx.settings.retry_backoff_seconds, attempt - 2))
+        if await self.prepare_room(record, attempt):
+            await self.engine.attempt(record, attempt, look_first=False)
+
+    async def prepare_room(self, record: DispatchRecord, attempt: int) -> bool:
+        """Before a re-dispatch: delete the old LiveKit dispatch, and make sure (ListParticipants)
+        that no agent of ours is in the room. False when the dispatch failed meanwhile."""
+        ctx, engine, gw = self.ctx, self.engine, self.ctx.gateway
+        try:
+            if record.livekit_dispatch_id:
+                await engine.call(
+                    record.id, lambda: gw.delete_dispatch(record.livekit_dispatch_id, record.room)
+                )
+            for _ in range(REMOVE_AGENT_TRIES):
+                agents = await engine.call(record.id, lambda: gw.agents_in_room(record.room))
+                ours = [a for a in agents if is_our_agent(a.agent_name, record)]
+                if not ours:
+                    return True
+                for agent in ours:
+                    identity = agent.identity
+                    await engine.call(
+                        record.id,
+                        lambda identity=identity: gw.remove_participant(record.room, identity),  # type: ignore[misc]
+                    )
+        except LiveKitError as error:
+            if error.kind is ErrorKind.ROOM_GONE:
+                await engine.fail(record, FailureReason.ROOM_GONE, "timer")
+            else:
+                await engine.fail(record, _reason(error), "timer", _error_detail(error))
+            await io(ctx.leases.release(record.id))
+            return False
+        detail = {"attempt": str(attempt), "error": "an agent of ours stays in the room"}
+        await engine.fail(record, FailureReason.RETRIES_EXHAUSTED, "timer", detail)
+        return False
+
+    # -- cancel -----------------------------------------------------------------------------
+    async def cancel(self, dispatch_id: str) -> bool:
+        """token-api already moved the record to ``cancelled``: remove the LiveKit dispatch and
+        the agent. A CreateDispatch racing this is undone by its owner (the record is terminal)."""
+        ctx = self.ctx
+        record = await io(ctx.store.get(dispatch_id))
+        if record is None or record.state is not DispatchState.CANCELLED:
+            return False
+        await self.engine.remove_from_livekit(record)
+        await io(ctx.deadlines.clear(dispatch_id))
+        await io(ctx.rooms.release(record.room, dispatch_id))
+        return True
+
+
+def _reason(error: LiveKitError) -> FailureReason:
+    from dispatcher.engine import REASON_BY_KIND
+
+    return REASON_BY_KIND[error.kind]
+
+
+def _error_detail(error: LiveKitError) -> dict[str, str]:
+    return {"method": error.method, "status": str(error.status), "code": error.code}
+
+
+def _why(why: str) -> dict[str, str]:
+    return {"why": why} if why else {}
+
+
+__all__ = ["Tracker", "is_terminal"]
