@@ -85,6 +85,28 @@ class WorkerApp:
             host=socket.gethostname(),
         )
 
+    def stats(self) -> dict[str, object]:
+        return {
+            "worker_id": self.worker_id,
+            "livekit_worker_id": self.livekit_worker_id,
+            "agent_name": self.settings.agent_name,
+            "capacity": self.ledger.capacity,
+            "in_use": self.ledger.in_use,
+            "draining": self.draining,
+            "job_pids": self._job_pids(),
+            "acceptance_seconds": list(self.jobs.recent_acceptance_s) if self.jobs else [],
+        }
+
+    def _job_pids(self) -> list[int]:
+        if self.server is None or self.server._closed:
+            return []
+        pids = []
+        for proc in self.server._proc_pool.processes:
+            pid = getattr(proc, "pid", None)
+            if proc.running_job is not None and pid:
+                pids.append(int(pid))
+        return pids
+
     def _running_job_ids(self) -> set[str]:
         if self.server is None or self.server._closed:
             return set()
@@ -152,7 +174,9 @@ class WorkerApp:
             )  # fmt: skip
             self.metrics.capacity.set(self.ledger.capacity)
             self.metrics.registered.set(0)
-            self.health = HealthServer(s.host, s.port, self.health_state, self.metrics.render)
+            self.health = HealthServer(
+                s.host, s.port, self.health_state, self.metrics.render, self.stats
+            )
             await self.health.start()
             stack.push_async_callback(self.health.aclose)
 

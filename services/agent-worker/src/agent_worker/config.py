@@ -31,6 +31,8 @@ class JobConfig(msgspec.Struct, frozen=True):
     # how long a failed join waits for the model's verdict, so a bad key is named as such
     model_verdict_timeout_s: float = 10.0
     model_max_retry: int = 2
+    # a job whose caller never shows up ends instead of holding a slot forever
+    caller_wait_s: float = 120.0
 
     def to_env(self) -> str:
         return msgspec.json.encode(self).decode()

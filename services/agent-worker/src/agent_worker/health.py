@@ -1,10 +1,12 @@
-"""The worker's HTTP endpoints: ``/healthz``, ``/readyz`` and ``/metrics`` (port 8082)."""
+"""The worker's HTTP endpoints (port 8082): ``/healthz``, ``/readyz``, ``/metrics``, and
+``/stats`` (capacity in use and the exact latest acceptance latencies, for benchmarks)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -29,7 +31,9 @@ class HealthServer:
         port: int,
         state: Callable[[], HealthState],
         render_metrics: Callable[[], bytes],
+        stats: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        self._stats = stats or dict
         self._host = host
         self._port = port
         self._state = state
@@ -42,6 +46,7 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/stats", self._stats_view)
         return app
 
     async def _healthz(self, _: web.Request) -> web.Response:
@@ -58,6 +63,9 @@ class HealthServer:
             "detail": state.detail,
         }
         return web.json_response(body, status=200 if state.ready else 503)
+
+    async def _stats_view(self, _: web.Request) -> web.Response:
+        return web.json_response(self._stats())
 
     async def _metrics(self, _: web.Request) -> web.Response:
         data = await asyncio.to_thread(self._render_metrics)

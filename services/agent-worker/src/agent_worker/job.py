@@ -133,6 +133,17 @@ class JobRun:
     async def _watch_model(self, model: WarmRealtimeModel) -> None:
         self.fail("model", await model.fatal_error())
 
+    def _has_caller(self) -> bool:
+        return any(p.kind in _CALLER_KINDS for p in self.ctx.room.remote_participants.values())
+
+    async def _wait_for_caller(self) -> None:
+        deadline = time.monotonic() + self.config.caller_wait_s
+        while not self._has_caller():
+            if time.monotonic() >= deadline:
+                self.end(f"no caller joined within {self.config.caller_wait_s:.0f} s")
+                return
+            await asyncio.sleep(0.5)
+
     # the job ---------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -164,6 +175,7 @@ class JobRun:
             self.fail("model", verdict.error)
             return
         self._spawn(self._watch_model(model), "watch-model")
+        self._spawn(self._wait_for_caller(), "wait-for-caller")
         session: AgentSession = AgentSession(llm=model)
         session.on("close", self._on_session_close)
         await session.start(

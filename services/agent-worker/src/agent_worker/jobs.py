@@ -4,6 +4,7 @@ into metrics and worker events, and noticing job processes that died without a w
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -58,6 +59,8 @@ class WorkerJobs:
         self._draining = draining
         self._running_job_ids = running_job_ids
         self.jobs: dict[str, TrackedJob] = {}
+        # the latest acceptance latencies, exact (the histogram only has buckets)
+        self.recent_acceptance_s: collections.deque[float] = collections.deque(maxlen=1000)
         self._watch_task: asyncio.Task[None] | None = None
 
     def _event(self, kind: WorkerEventKind, job: TrackedJob, **fields: str) -> None:
@@ -115,6 +118,7 @@ class WorkerJobs:
 
     def on_answer_sent(self, job_id: str, accepted: bool, seconds: float) -> None:
         self.metrics.acceptance_seconds.observe(seconds)
+        self.recent_acceptance_s.append(seconds)
 
     # reports from job processes --------------------------------------------------------
 
