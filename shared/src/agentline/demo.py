@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
+import time
+from dataclasses import asdict
 from typing import Any
+
+import httpx
 
 from agentline.probe import ProbeResult, run_probe
 from agentline.settings import DEV_API_KEY
@@ -23,6 +28,20 @@ def print_timeline(result: ProbeResult) -> None:
     print(f"  agent audio frames received: {result.audio_frames} ({result.audible_frames} audible)")
 
 
+async def wait_ready(api_url: str, seconds: float) -> bool:
+    """Poll ``/readyz`` until it answers 200 (the system is up) or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=api_url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.3)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
     parser.add_argument(
@@ -31,9 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default=os.environ.get("DEMO_API_KEY", DEV_API_KEY))
     parser.add_argument("--agent", default=None, help="agent_name to dispatch (default: the API's)")
     parser.add_argument("--timeout", type=float, default=40.0, help="seconds to wait for speech")
+    parser.add_argument(
+        "--wait-ready", type=float, default=0.0, help="first wait up to N s for the API's /readyz"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON only")
     args = parser.parse_args(argv)
+    if args.wait_ready and not asyncio.run(wait_ready(args.api_url, args.wait_ready)):
+        print(
+            f"the API at {args.api_url} was not ready within {args.wait_ready} s", file=sys.stderr
+        )
+        return 2
 
     def on_event(kind: str, payload: dict[str, Any]) -> None:
+        if args.json:
+            return
         if kind == "state":
             print(f"  → {payload['state']} at {payload['at_ms']} ms", flush=True)
         else:
@@ -48,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             on_event=on_event,
         )
     )
+    if args.json:
+        print(json.dumps(asdict(result)))
+        return 0 if result.ok else 1
     print_timeline(result)
     if result.ok:
         print("\nOK: the agent joined, published audio, and real audio frames arrived.")

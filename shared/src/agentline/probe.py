@@ -37,6 +37,7 @@ class ProbeResult:
     reason: str = ""
     message: str = ""
     hint: str = ""
+    detail: dict[str, str] = field(default_factory=dict)
     error: str = ""
     stage_at_ms: dict[str, int] = field(default_factory=dict)  # state → ms after the POST
     agent_identity: str = ""
@@ -141,6 +142,7 @@ async def run_probe(
                         result.reason = str(event.get("reason", ""))
                         result.message = str(event.get("message", ""))
                         result.hint = str(event.get("hint", ""))
+                        result.detail = dict(event.get("detail") or {})
                     note("state", {"state": state, "at_ms": result.stage_at_ms[state]})
                     if state in TERMINAL or state == "speaking":
                         return
