@@ -133,6 +133,7 @@ async def harness(
     workers: Iterable[tuple[str, int]] = ((AGENT, 10),),
     registered: bool = True,
     dispatcher_secret: str = SECRET,
+    emulator_config: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
     port = free_port()
@@ -143,6 +144,7 @@ async def harness(
         simulated_workers=workers,
         departure_timeout=1.0,
         empty_timeout=30.0,
+        **{"availability_timeout": 0.3, **(emulator_config or {})},
     ) as emu:
         if registered:
             for name, capacity in workers:
