@@ -23,7 +23,7 @@ from .rtc import add_routes as add_rtc_routes
 from .simulated import SimulatedWorker
 from .state import State
 from .timing import make_timing
-from .twirp import handle_twirp
+from .twirp import abort_connection, handle_twirp
 from .webhooks import WebhookNotifier
 
 logger = logging.getLogger("livekit_emulator")
@@ -38,9 +38,7 @@ async def refuse_middleware(
     emu: Emulator = request.app[EMULATOR]
     if emu.faults.refusing() and not request.path.startswith(ADMIN_PREFIX):
         emu.faults.refused += 1
-        if request.transport is not None:
-            request.transport.abort()
-        raise ConnectionResetError("emulator fault: refusing all traffic")
+        return abort_connection(request)
     return await handler(request)
 
 

@@ -63,6 +63,13 @@ class Router:
 router = Router()
 
 
+def abort_connection(request: web.Request) -> web.StreamResponse:
+    """Reset the connection: the client sees it dropped without an answer."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=499)
+
+
 def _bad_route(msg: str, path: str, method: str = "POST") -> TwirpError:
     return TwirpError("bad_route", msg, {"twirp_invalid_route": f"{method} {path}"})
 
@@ -71,9 +78,7 @@ async def _apply_fault(request: web.Request, fault: Fault) -> web.StreamResponse
     if fault.latency_s:
         await asyncio.sleep(fault.latency_s)
     if fault.reset_connection:
-        if request.transport is not None:
-            request.transport.abort()
-        raise ConnectionResetError("fault: connection reset")
+        return abort_connection(request)
     if fault.http_status:
         return plain_text(fault.http_status, f"emulator fault: HTTP {fault.http_status}")
     if fault.twirp_code:
