@@ -169,7 +169,7 @@ async def run_dev(with_worker: bool) -> int:
         await system.start(Child("dispatcher", ["dispatcher"], env))
         await system.start(Child("token-api", ["token-api"], env))
         if with_worker:
-            await system.start(Child("agent-worker", ["agent-worker", "start"], env))
+            await system.start(Child("agent-worker", ["agent-worker"], env))
         print(
             "dev: token-api http://127.0.0.1:8080 (API key "
             f"{env['TOKEN_API_API_KEYS'].split(',')[0]}), dispatcher :8081, worker :8082; Ctrl-C stops"

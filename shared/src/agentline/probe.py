@@ -39,7 +39,8 @@ class ProbeResult:
     hint: str = ""
     detail: dict[str, str] = field(default_factory=dict)
     error: str = ""
-    stage_at_ms: dict[str, int] = field(default_factory=dict)  # state → ms after the POST
+    # state → ms after the dispatch was requested (the server's own timestamps)
+    stage_at_ms: dict[str, int] = field(default_factory=dict)
     agent_identity: str = ""
     agent_connected_ms: int | None = None
     audio_subscribed_ms: int | None = None
@@ -47,7 +48,7 @@ class ProbeResult:
     audible_frames: int = 0
 
     def timeline(self) -> list[tuple[str, int, int]]:
-        """(stage, ms since POST, ms since the previous stage) for the stages reached."""
+        """(stage, ms since requested, ms since the previous stage) for the stages reached."""
         out: list[tuple[str, int, int]] = []
         previous = 0
         for stage in (*STAGES, *sorted(TERMINAL)):
@@ -59,15 +60,23 @@ class ProbeResult:
 
 
 async def _sse_events(client: httpx.AsyncClient, url: str) -> AsyncIterator[dict[str, Any]]:
+    """The dispatch's transitions (``event: transition``) from its Server-Sent Events."""
     async with client.stream("GET", url, headers={"Accept": "text/event-stream"}) as response:
         response.raise_for_status()
         data: list[str] = []
+        event = ""
         async for line in response.aiter_lines():
             if line.startswith("data:"):
                 data.append(line[5:].strip())
-            elif line == "" and data:
-                yield json.loads("\n".join(data))
-                data = []
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line == "":
+                payload = "\n".join(data).strip()
+                if payload and event in ("", "transition"):
+                    yield json.loads(payload)
+                elif payload and event == "error":
+                    raise httpx.StreamError(f"event stream error: {payload}")
+                data, event = [], ""
 
 
 async def _publish_tone(source: Any, stop: asyncio.Event) -> None:
@@ -133,10 +142,15 @@ async def run_probe(
             result.dispatch_id, result.room = dispatch["id"], session["room"]
             note("session", {"dispatch_id": result.dispatch_id, "room": result.room})
 
+            requested_at: list[int] = []
+
             async def follow() -> None:
                 async for event in _sse_events(client, dispatch["events_url"]):
                     state = str(event.get("state", ""))
-                    result.stage_at_ms.setdefault(state, elapsed_ms())
+                    at = int(event.get("at_ms", 0))
+                    if not requested_at:
+                        requested_at.append(at)
+                    result.stage_at_ms.setdefault(state, at - requested_at[0])
                     result.state = state
                     if state == "failed":
                         result.reason = str(event.get("reason", ""))
@@ -151,6 +165,8 @@ async def run_probe(
             tasks.append(follower)
 
             def on_participant(participant: rtc.RemoteParticipant) -> None:
+                if result.agent_connected_ms is not None:
+                    return
                 if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
                     result.agent_identity = participant.identity
                     result.agent_connected_ms = elapsed_ms()
