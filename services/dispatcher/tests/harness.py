@@ -112,6 +112,13 @@ class Harness:
             within,
         )
 
+    async def wait_terminal_or_speaking(self, dispatch_id: str, within: float = 10.0) -> DispatchRecord:
+        return await self.wait_state(
+            dispatch_id,
+            (DispatchState.SPEAKING, DispatchState.FAILED, DispatchState.CANCELLED, DispatchState.ENDED),
+            within,
+        )
+
     async def states_seen(self, dispatch_id: str) -> list[str]:
         return [event.state.value for event in await self.store.events(dispatch_id)]
 
