@@ -28,15 +28,18 @@ def print_timeline(result: ProbeResult) -> None:
     print(f"  agent audio frames received: {result.audio_frames} ({result.audible_frames} audible)")
 
 
-async def wait_ready(api_url: str, seconds: float) -> bool:
-    """Poll ``/readyz`` until it answers 200 (the system is up) or ``seconds`` pass."""
+async def wait_ready(api_url: str, api_key: str, seconds: float) -> bool:
+    """Wait until the API is ready and at least one agent worker is registered."""
     deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient(base_url=api_url, timeout=2.0) as client:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=api_url, timeout=2.0, headers=headers) as client:
         while time.monotonic() < deadline:
             try:
                 if (await client.get("/readyz")).status_code == 200:
-                    return True
-            except httpx.HTTPError:
+                    agents = (await client.get("/v1/agents")).json().get("agents", [])
+                    if any(int(a.get("workers", 0)) > 0 for a in agents):
+                        return True
+            except (httpx.HTTPError, ValueError):
                 pass
             await asyncio.sleep(0.3)
     return False
@@ -51,11 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agent", default=None, help="agent_name to dispatch (default: the API's)")
     parser.add_argument("--timeout", type=float, default=40.0, help="seconds to wait for speech")
     parser.add_argument(
-        "--wait-ready", type=float, default=0.0, help="first wait up to N s for the API's /readyz"
+        "--wait-ready",
+        type=float,
+        default=0.0,
+        help="first wait up to N s for the API to be ready and a worker to be registered",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON only")
     args = parser.parse_args(argv)
-    if args.wait_ready and not asyncio.run(wait_ready(args.api_url, args.wait_ready)):
+    if args.wait_ready and not asyncio.run(wait_ready(args.api_url, args.api_key, args.wait_ready)):
         print(
             f"the API at {args.api_url} was not ready within {args.wait_ready} s", file=sys.stderr
         )

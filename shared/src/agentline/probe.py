@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import time
@@ -24,6 +25,7 @@ import httpx
 SAMPLE_RATE = 48_000
 FRAME_MS = 20
 TONE_HZ = 440.0
+UTTERANCE_MS = 700
 TERMINAL = {"ended", "failed", "cancelled"}
 STAGES = ("requested", "waiting", "dispatching", "dispatched", "assigned", "joined", "speaking")
 
@@ -80,16 +82,26 @@ async def _sse_events(client: httpx.AsyncClient, url: str) -> AsyncIterator[dict
 
 
 async def _publish_tone(source: Any, stop: asyncio.Event) -> None:
+    """A short utterance (a tone burst), then silence: like a caller who says hello and waits.
+
+    A continuous tone would keep the model's voice-activity detection in "user speaking" and
+    interrupt every reply.
+    """
     from livekit import rtc
 
     samples = SAMPLE_RATE * FRAME_MS // 1000
     step = 2 * math.pi * TONE_HZ / SAMPLE_RATE
-    phase = 0.0
-    while not stop.is_set():
-        pcm = array("h", (int(8000 * math.sin(phase + step * i)) for i in range(samples)))
-        phase = (phase + step * samples) % (2 * math.pi)
-        frame = rtc.AudioFrame(pcm.tobytes(), SAMPLE_RATE, 1, samples)
-        await source.capture_frame(frame)
+    silence = bytes(samples * 2)
+    for index in itertools.count():
+        if stop.is_set():
+            return
+        if index * FRAME_MS < UTTERANCE_MS:
+            phase = step * samples * index
+            pcm = array("h", (int(8000 * math.sin(phase + step * i)) for i in range(samples)))
+            data = pcm.tobytes()
+        else:
+            data = silence
+        await source.capture_frame(rtc.AudioFrame(data, SAMPLE_RATE, 1, samples))
 
 
 def _is_audible(pcm: memoryview) -> bool:
