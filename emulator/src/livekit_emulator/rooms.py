@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from livekit.protocol import models
@@ -56,6 +56,13 @@ class RoomManager:
     def __init__(self, emu: Emulator) -> None:
         self._emu = emu
         self._state = emu.state
+        # Called with (room, participant) after a participant joins, publishes, unpublishes or
+        # leaves: the WebRTC side sends its ParticipantUpdate to the room's clients.
+        self.on_change: list[Callable[[Room, Participant], None]] = []
+
+    def _changed(self, room: Room, participant: Participant) -> None:
+        for callback in self.on_change:
+            callback(room, participant)
 
     def get(self, name: str) -> Room | None:
         return self._state.rooms.get(name)
@@ -136,18 +143,24 @@ class RoomManager:
             if count > self._state.max_agents_seen.get(room.name, 0):
                 self._state.max_agents_seen[room.name] = count
         self._emu.webhooks.emit("participant_joined", room, participant)
+        self._changed(room, participant)
 
     def publish(self, room: Room, participant: Participant, track: Track) -> None:
         participant.tracks[track.sid] = track
         participant.is_publisher = True
         participant.version += 2
         self._emu.webhooks.emit("track_published", room, participant, track)
+        self._changed(room, participant)
 
-    def unpublish(self, room: Room, participant: Participant, track_sid: str) -> None:
+    def unpublish(
+        self, room: Room, participant: Participant, track_sid: str, *, bump: bool = True
+    ) -> None:
         track = participant.tracks.pop(track_sid, None)
         if track is not None:
-            participant.version += 1
+            if bump:
+                participant.version += 1
             self._emu.webhooks.emit("track_unpublished", room, participant, track)
+            self._changed(room, participant)
 
     def leave(
         self,
@@ -161,12 +174,13 @@ class RoomManager:
         if room.participants.get(participant.identity) is not participant:
             return
         for sid in list(participant.tracks):
-            self.unpublish(room, participant, sid)
+            self.unpublish(room, participant, sid, bump=False)
         del room.participants[participant.identity]
         participant.state = DISCONNECTED
         participant.disconnect_reason = reason
         participant.version += 1
         self._emu.webhooks.emit("participant_left", room, participant)
+        self._changed(room, participant)
         if participant.is_agent:
             self._emu.engine.on_agent_left(room, participant)
         for callback in participant.on_leave:

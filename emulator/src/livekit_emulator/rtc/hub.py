@@ -87,6 +87,9 @@ class RtcHub:
         self.members: dict[str, dict[str, Member]] = {}  # room name -> participant sid -> member
         self.published: dict[str, PublishedTrack] = {}  # track sid -> track
         self.sessions: set[Any] = set()  # open signalling sessions
+        # Every join, publication and departure (simulated agents' included) reaches the
+        # room's WebRTC clients as a ParticipantUpdate.
+        emu.rooms.on_change.append(self.broadcast)
         self.server_info = models.ServerInfo(
             version=SERVER_VERSION,
             protocol=SERVER_PROTOCOL,
@@ -100,9 +103,8 @@ class RtcHub:
     def join(self, member: Member) -> None:
         """Add ``member`` (whose participant is already built) to its room."""
         room, participant = member.room, member.participant
-        self.emu.rooms.join(room, participant)
+        self.emu.rooms.join(room, participant)  # the others get its update
         self.members.setdefault(room.name, {})[participant.sid] = member
-        self.broadcast(room, participant, exclude=member)
 
     def others(self, member: Member) -> list[models.ParticipantInfo]:
         """Everybody else in the room (simulated agents included), for the JoinResponse."""
@@ -125,8 +127,7 @@ class RtcHub:
         pub = PublishedTrack(room=room, participant=participant, track=track, source=source)
         pub.start()
         self.published[track.sid] = pub
-        self.emu.rooms.publish(room, participant, track)
-        self.broadcast(room, participant)
+        self.emu.rooms.publish(room, participant, track)  # everybody gets the update
         for other in self.room_members(room):
             if other is not member and self._can_subscribe(other):
                 other.subscriber.add(participant.sid, track.sid, pub.subscribe())
@@ -140,7 +141,6 @@ class RtcHub:
         del self.published[track_sid]
         await self._stop_relaying(pub)
         self.emu.rooms.unpublish(member.room, member.participant, track_sid)
-        self.broadcast(member.room, member.participant)
         return True
 
     async def _stop_relaying(self, pub: PublishedTrack) -> None:
@@ -171,8 +171,7 @@ class RtcHub:
         for pub in mine:
             del self.published[pub.track.sid]
             await self._stop_relaying(pub)
-        self.emu.rooms.leave(room, participant, reason)
-        self.broadcast(room, participant)
+        self.emu.rooms.leave(room, participant, reason)  # no-op when removed by the server
 
     def broadcast(
         self, room: Room, participant: Participant, exclude: Member | None = None
