@@ -1,0 +1,174 @@
+"""The whole system end to end, as `make dev` runs it, inside a network namespace of its own.
+
+Inside the namespace: an embedded Redis, the LiveKit emulator (WebRTC through aiortc), the
+dispatcher, token-api and one real livekit-agents worker on the Realtime stand-in. A caller
+process does what a frontend does (`agentline.demo --json`: POST /v1/sessions, join with the
+real SDK, publish a microphone, follow the SSE events) and reports what it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from livekit_emulator.netns import NetNamespace, skip_reason
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or ""),
+]
+
+
+@dataclass
+class RunningSystem:
+    ns: NetNamespace
+    process: asyncio.subprocess.Process
+    log: list[str]
+
+    async def run(self, *argv: str, timeout: float = 120.0) -> tuple[int, str, str]:
+        """Run a command inside the namespace; return its code, stdout and stderr."""
+        proc = await self.ns.spawn(list(argv), env=dict(os.environ))
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    async def probe(self, *extra: str) -> dict[str, Any]:
+        code, out, err = await self.run(
+            sys.executable, "-m", "agentline.demo", "--json", "--wait-ready", "90",
+            "--timeout", "45", *extra,
+        )  # fmt: skip
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        assert lines, f"demo printed no result (exit {code}): {err[-2000:]}\n{self.tail()}"
+        return dict(json.loads(lines[-1]))
+
+    async def get(self, url: str) -> str:
+        code, out, err = await self.run(
+            sys.executable, "-c",
+            "import sys, httpx; r = httpx.get(sys.argv[1], headers={'Authorization': "
+            "'Bearer dev-api-key'}, timeout=5); print(r.text)",
+            url,
+        )  # fmt: skip
+        assert code == 0, err
+        return out
+
+    def tail(self, lines: int = 60) -> str:
+        return "".join(self.log[-lines:])
+
+
+async def _start_system(ns: NetNamespace, env_overrides: dict[str, str]) -> RunningSystem:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LIVEKIT_", "OPENAI_", "REDIS_", "TOKEN_API_", "DISPATCHER_"))
+    }
+    env.update(
+        {
+            "AGENTLINE_DEV_HOST": ns.server_ip,
+            "AGENTLINE_NETNS": ns.name,
+            "PYTHONUNBUFFERED": "1",
+            "LOG_FORMAT": "console",
+            "AGENT_WORKER_IDLE_PROCESSES": "1",
+            **env_overrides,
+        }
+    )
+    process = await ns.spawn(
+        [sys.executable, "-m", "agentline.devrun", "--netns", "off"],
+        env=env,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    log: list[str] = []
+
+    async def collect() -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            log.append(raw.decode(errors="replace"))
+
+    system = RunningSystem(ns, process, log)
+    system.collector = asyncio.create_task(collect())  # type: ignore[attr-defined]
+    return system
+
+
+async def _stop_system(system: RunningSystem) -> None:
+    if system.process.returncode is None:
+        system.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(system.process.wait(), 30)
+        except TimeoutError:
+            system.process.kill()
+            await system.process.wait()
+
+
+@pytest_asyncio.fixture
+async def system(netns: NetNamespace) -> AsyncIterator[RunningSystem]:
+    running = await _start_system(netns, {})
+    try:
+        yield running
+    finally:
+        await _stop_system(running)
+
+
+@pytest_asyncio.fixture
+async def misnamed_system(netns: NetNamespace) -> AsyncIterator[RunningSystem]:
+    running = await _start_system(netns, {"AGENT_WORKER_AGENT_NAME": "support-bot"})
+    try:
+        yield running
+    finally:
+        await _stop_system(running)
+
+
+@pytest.mark.timeout(240)
+async def test_session_reaches_speaking_with_real_audio(system: RunningSystem) -> None:
+    result = await system.probe()
+    assert result["ok"], f"{result}\n{system.tail()}"
+    stages = result["stage_at_ms"]
+    for stage in ("requested", "dispatching", "dispatched", "assigned", "joined", "speaking"):
+        assert stage in stages, f"{stage} missing from {stages}"
+    ordered = [stages[s] for s in ("requested", "dispatched", "joined", "speaking")]
+    assert ordered == sorted(ordered)
+    assert result["agent_connected_ms"] is not None, "no ParticipantConnected for the agent"
+    assert result["audio_subscribed_ms"] is not None, "the agent's audio was not subscribed"
+    assert result["audible_frames"] >= 10
+
+    # The record agrees with what the SSE stream showed, stage by stage.
+    dispatch_id = result["dispatch_id"]
+    code, out, err = await system.run("agentline", "dispatch", dispatch_id)
+    assert code == 0, err
+    shown = json.loads(out)
+    record_stages = shown["record"]["timestamps"]
+    requested = record_stages["requested"]
+    for stage, at in stages.items():
+        assert record_stages[stage] - requested == at
+    assert [e["state"] for e in shown["events"]][: len(stages)] == list(stages)
+
+    # Both services counted it.
+    worker_metrics = await system.get("http://127.0.0.1:8082/metrics")
+    assert _sample(worker_metrics, "agent_worker_jobs_accepted_total") >= 1
+    assert _sample(worker_metrics, "agent_worker_audio_publish_seconds_count") >= 1
+    dispatcher_metrics = await system.get("http://127.0.0.1:8081/metrics")
+    assert "dispatcher_" in dispatcher_metrics
+
+
+@pytest.mark.timeout(240)
+async def test_worker_with_another_agent_name_is_diagnosed(misnamed_system: RunningSystem) -> None:
+    result = await misnamed_system.probe()
+    assert not result["ok"]
+    assert result["state"] == "failed", f"{result}\n{misnamed_system.tail()}"
+    assert result["reason"] == "no_worker_for_agent"
+    assert "support-bot" in json.dumps(result["detail"]), result
+
+
+def _sample(text: str, name: str) -> float:
+    """The sum of a metric's samples in a Prometheus text exposition."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in " {"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
