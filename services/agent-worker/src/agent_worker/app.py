@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import socket
 from contextlib import AsyncExitStack
 from importlib.metadata import version
@@ -180,6 +181,10 @@ class WorkerApp:
             await self.health.start()
             stack.push_async_callback(self.health.aclose)
 
+            # The Realtime model detects turns server-side: the local VAD and end-of-turn
+            # weights (~250 MB, seconds of start-up) that livekit-agents would preload into
+            # the forkserver are never used here.
+            os.environ.setdefault("LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE", "0")
             self.server = server = self._build_server(receiver)
             server.on_answer_sent = self.jobs.on_answer_sent
             log.info(
