@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from agentline.keys import Keys
-from agentline.redis_conn import make_client
 from agentline.registry import WorkerRegistry
 from agentline.settings import TokenApiSettings, load_settings
 from agentline.store import DispatchStore
@@ -31,6 +31,7 @@ from token_api.controllers.sessions import SessionController
 from token_api.idempotency import IdempotencyStore
 from token_api.problems import EXCEPTION_HANDLERS
 from token_api.ratelimit import RateLimiter
+from token_api.redis_client import redis_client
 from token_api.schemas import SAFE_NAME_PATTERN
 from token_api.state import STATE_KEY, AppState
 from token_api.tokens import TokenMinter
@@ -46,8 +47,8 @@ def build_state(settings: TokenApiSettings) -> AppState:
     if not re.match(SAFE_NAME_PATTERN, settings.room_prefix + "x"):
         raise ValueError("TOKEN_API_ROOM_PREFIX may hold only letters, digits and _ . : @ + = ~ -")
     keys = Keys(settings.redis_namespace)
-    redis = make_client(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS)
-    stream_redis = make_client(
+    redis = redis_client(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS)
+    stream_redis = redis_client(
         settings.redis_url, socket_timeout=settings.sse_heartbeat_seconds + 5.0
     )
     return AppState(
@@ -65,6 +66,14 @@ def build_state(settings: TokenApiSettings) -> AppState:
             settings.livekit_api_key, settings.livekit_api_secret.get_secret_value()
         ),
         livekit_url=settings.public_livekit_url or settings.livekit_ws_url,
+    )
+
+
+def tracing_exported() -> bool:
+    """True when an OTLP endpoint is configured (the condition agentline.telemetry exports on)."""
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     )
 
 
@@ -101,9 +110,20 @@ def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Li
         finally:
             await state.close()
 
-    tracing = OpenTelemetryConfig(
-        tracer_provider=setup_tracing("token-api"), exclude=UNMEASURED_PATHS
-    )
+    provider = setup_tracing("token-api")
+    plugins = []
+    if tracing_exported():
+        # Server spans for every request, exported over OTLP. The ASGI instrumentation costs
+        # ~150 µs a request, so it is only installed when its spans go somewhere; without it
+        # the dispatch path still opens its own span (see sessions.dispatch_span) so that the
+        # trace context travels in the stream entry.
+        tracing = OpenTelemetryConfig(
+            tracer_provider=provider,
+            exclude=UNMEASURED_PATHS,
+            # One server span per request; per-message send/receive spans tell little more.
+            exclude_spans=["receive", "send"],
+        )
+        plugins.append(OpenTelemetryPlugin(tracing))
     prometheus = PrometheusConfig(
         app_name="token_api",
         prefix="token_api",
@@ -137,7 +157,7 @@ def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Li
         if settings.cors_allow_origins
         else None,
         middleware=[prometheus.middleware],
-        plugins=[OpenTelemetryPlugin(tracing)],
+        plugins=plugins,
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_bytes,
         debug=False,

@@ -131,12 +131,20 @@ def _field_errors(extra: Any) -> list[FieldError]:
     return out
 
 
+def _is_malformed_json(text: str) -> bool:
+    """msgspec's words for a body that does not parse (as opposed to one of the wrong shape)."""
+    return any(
+        marker in text
+        for marker in ("JSON is malformed", "Input data was truncated", "trailing characters")
+    )
+
+
 def _on_validation(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, ValidationException)
     errors = _field_errors(exc.extra)
-    messages = " ".join(e.message for e in errors)
+    text = " ".join([str(exc.detail), *(e.message for e in errors)])
     # msgspec reports unparseable JSON as a validation failure of the body: that is a 400.
-    if any(m.startswith(("JSON is malformed", "Input data was truncated")) for m in [messages]):
+    if _is_malformed_json(text):
         problem = Problem(400, "malformed-json", "The request body is not valid JSON.")
     elif not errors:
         problem = Problem(400, "bad-request", str(exc.detail))
@@ -162,7 +170,7 @@ def _on_http(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]
         413: "body-too-large",
         415: "unsupported-media-type",
     }.get(status, "http-error")
-    if status == 400 and ("malformed" in detail.lower() or "json" in detail.lower()):
+    if status == 400 and _is_malformed_json(detail):
         code, detail = "malformed-json", "The request body is not valid JSON."
     headers = dict(exc.headers or {})
     return problem_response(Problem(status, code, detail, headers=headers), request.url.path)

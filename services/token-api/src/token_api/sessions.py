@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -12,7 +14,8 @@ from agentline.ids import new_dispatch_id, now_ms
 from agentline.lifecycle import DispatchState
 from agentline.schema import DispatchKind, DispatchRecord, DispatchRequest
 from agentline.settings import TokenApiSettings
-from agentline.telemetry import inject_context
+from agentline.telemetry import extract_context, inject_context
+from opentelemetry import trace
 
 from token_api import metrics
 from token_api.problems import Problem, invalid
@@ -26,6 +29,8 @@ from token_api.schemas import (
     TokenCreate,
 )
 from token_api.state import AppState
+
+_tracer = trace.get_tracer("token_api")
 
 
 def rfc3339(unix_seconds: float) -> str:
@@ -96,6 +101,22 @@ def _token(
     )
     metrics.TOKENS_MINTED.inc()
     return SessionToken(room, identity, minted.jwt, state.livekit_url, rfc3339(minted.expires_at))
+
+
+@contextmanager
+def dispatch_span(headers: Mapping[str, str], name: str) -> Iterator[None]:
+    """The span the dispatch's trace starts from: a child of the server span when the ASGI
+    instrumentation runs, else its own span continuing the caller's ``traceparent``."""
+    if trace.get_current_span().get_span_context().is_valid:
+        yield
+        return
+    parent = (
+        extract_context({"traceparent": headers["traceparent"]})
+        if "traceparent" in headers
+        else None
+    )
+    with _tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.SERVER):
+        yield
 
 
 async def _record(

@@ -45,14 +45,12 @@ class DispatchController(Controller):
         app_state: NamedDependency[AppState],
         idempotency_key: str | None = IDEMPOTENCY_HEADER,
     ) -> Response[DispatchLink]:
+        async def produce(key: str | None) -> DispatchLink:
+            with sessions.dispatch_span(request.headers, "POST /v1/dispatches"):
+                return await sessions.create_reinvite(app_state, data, key)
+
         return await answer_once(
-            request,
-            app_state,
-            "reinvite",
-            idempotency_key,
-            DispatchLink,
-            202,
-            lambda key: sessions.create_reinvite(app_state, data, key),
+            request, app_state, "reinvite", idempotency_key, DispatchLink, 202, produce
         )
 
     @get(

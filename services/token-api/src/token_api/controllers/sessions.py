@@ -44,14 +44,12 @@ class SessionController(Controller):
         app_state: NamedDependency[AppState],
         idempotency_key: str | None = IDEMPOTENCY_HEADER,
     ) -> Response[SessionCreated]:
+        async def produce(key: str | None) -> SessionCreated:
+            with sessions.dispatch_span(request.headers, "POST /v1/sessions"):
+                return await sessions.create_session(app_state, data, key)
+
         return await answer_once(
-            request,
-            app_state,
-            "session",
-            idempotency_key,
-            SessionCreated,
-            201,
-            lambda key: sessions.create_session(app_state, data, key),
+            request, app_state, "session", idempotency_key, SessionCreated, 201, produce
         )
 
     @post(
