@@ -22,7 +22,16 @@ M = TypeVar("M", bound=Message)
 _MESSAGE = FieldDescriptor.TYPE_MESSAGE
 
 
+# Fields livekit-protocol 1.1.29 has and livekit-server 1.13.5 does not: the real server
+# cannot emit them, so its JSON answers do not carry them.
+NEWER_THAN_SERVER: dict[str, frozenset[str]] = {
+    "livekit.JobState": frozenset({"reason"}),
+}
+
+
 def _fill_unpopulated(msg: Message, out: dict[str, Any]) -> None:
+    for name in NEWER_THAN_SERVER.get(msg.DESCRIPTOR.full_name, ()):
+        out.pop(name, None)
     for field in msg.DESCRIPTOR.fields:
         if field.type != _MESSAGE:
             continue
