@@ -255,3 +255,23 @@ async def test_publish_mute_and_unpublish_by_renegotiation(
         await pc.close()
         await client.ws.close()
         await watcher.ws.close()
+
+
+async def test_bad_requests_do_not_end_the_session(
+    emu: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    client, _ = await join(http, emu, "clumsy")
+    await client.ws.send_bytes(b"\xff\x00not a protobuf")
+    await client.send(offer=rtc.SessionDescription(type="offer", sdp="v=0\r\nthis is not sdp"))
+    await client.send(trickle=rtc.TrickleRequest(candidateInit="{not json"))
+    await client.send(
+        trickle=rtc.TrickleRequest(
+            candidateInit='{"candidate": "candidate:garbage", "sdpMid": "0"}'
+        )
+    )
+    await client.send(answer=rtc.SessionDescription(type="answer", sdp="v=0"))  # none asked for
+    await client.send(ping_req=rtc.Ping(timestamp=42))
+    pong = await client.next("pong_resp")
+    assert pong.last_ping_timestamp == 42
+    assert "clumsy" in emu.state.rooms[ROOM].participants
+    await client.ws.close()

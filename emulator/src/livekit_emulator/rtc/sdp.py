@@ -108,7 +108,7 @@ def parse_candidate_init(candidate_init: str) -> RTCIceCandidate | None:
         text = text[len("candidate:") :]
     try:
         candidate = candidate_from_sdp(text)
-    except (ValueError, IndexError) as exc:
+    except Exception as exc:  # aiortc's parser raises ValueError, IndexError, AssertionError
         raise BadCandidate(f"unparsable candidate {text!r}: {exc}") from exc
     mid = data.get("sdpMid")
     index = data.get("sdpMLineIndex")

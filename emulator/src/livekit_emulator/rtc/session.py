@@ -67,6 +67,7 @@ class SignalSession:
         self._outbox: asyncio.Queue[rtc.SignalResponse | None] = asyncio.Queue()
         self._left = False
         self._leave_reason: int = CLIENT_INITIATED
+        self._closer: asyncio.Task[None] | None = None
         self.publisher.pc.on("connectionstatechange", self._publisher_state)
 
     # -- outgoing -------------------------------------------------------------------------
@@ -125,7 +126,17 @@ class SignalSession:
                 except DecodeError:
                     log.warning("%s: undecodable SignalRequest ignored", self.participant.identity)
                     continue
-                await self.handle(request)
+                try:
+                    await self.handle(request)
+                except Exception as exc:
+                    # A bad SDP or candidate is the client's error: say so, keep the session.
+                    log.warning(
+                        "%s: %s request failed: %s: %s",
+                        self.participant.identity,
+                        request.WhichOneof("message"),
+                        type(exc).__name__,
+                        exc,
+                    )
                 if self._left:
                     break
         finally:
