@@ -11,9 +11,6 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
-
 from agentline.ids import new_dispatch_id
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState
@@ -23,6 +20,8 @@ from agentline.settings import DispatcherSettings
 from agentline.store import DispatchStore
 from dispatcher.service import DispatcherService
 from livekit_emulator.testing import RunningEmulator, running_emulator
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
 
 AGENT = "travel-assistant"
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
@@ -77,7 +76,10 @@ class Harness:
     port: int
 
     async def submit(
-        self, room: str | None = None, agent_name: str = AGENT, kind: DispatchKind = DispatchKind.SESSION
+        self,
+        room: str | None = None,
+        agent_name: str = AGENT,
+        kind: DispatchKind = DispatchKind.SESSION,
     ) -> str:
         dispatch_id = new_dispatch_id()
         request = DispatchRequest(
@@ -112,10 +114,17 @@ class Harness:
             within,
         )
 
-    async def wait_terminal_or_speaking(self, dispatch_id: str, within: float = 10.0) -> DispatchRecord:
+    async def wait_terminal_or_speaking(
+        self, dispatch_id: str, within: float = 10.0
+    ) -> DispatchRecord:
         return await self.wait_state(
             dispatch_id,
-            (DispatchState.SPEAKING, DispatchState.FAILED, DispatchState.CANCELLED, DispatchState.ENDED),
+            (
+                DispatchState.SPEAKING,
+                DispatchState.FAILED,
+                DispatchState.CANCELLED,
+                DispatchState.ENDED,
+            ),
             within,
         )
 
@@ -123,12 +132,16 @@ class Harness:
         return [event.state.value for event in await self.store.events(dispatch_id)]
 
 
-async def register_worker(redis: Redis, keys: Keys, agent_name: str = AGENT, capacity: int = 10) -> None:
+async def register_worker(
+    redis: Redis, keys: Keys, agent_name: str = AGENT, capacity: int = 10
+) -> None:
     """A registry entry for a simulated emulator worker (it exists; it just does not write to
     our registry itself)."""
     registry = WorkerRegistry(redis, keys, ttl_seconds=120)
     await registry.heartbeat(
-        WorkerInfo(worker_id=f"sim-{uuid.uuid4().hex[:6]}", agent_name=agent_name, capacity=capacity)
+        WorkerInfo(
+            worker_id=f"sim-{uuid.uuid4().hex[:6]}", agent_name=agent_name, capacity=capacity
+        )
     )
 
 

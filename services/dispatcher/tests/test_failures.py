@@ -3,12 +3,11 @@ reason and hint."""
 
 from __future__ import annotations
 
-from harness import AGENT, SECRET, harness, register_worker
-from redis.asyncio import Redis
-
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState, FailureReason, reason_info
 from agentline.schema import DispatchRecord
+from harness import AGENT, SECRET, harness, register_worker
+from redis.asyncio import Redis
 
 
 async def _failed_event(h, dispatch_id: str):  # type: ignore[no-untyped-def]
@@ -30,7 +29,7 @@ async def test_agent_name_nobody_serves_names_the_served_ones(
         dispatch_id = await h.submit(agent_name="nobody-serves-this")
         record = await h.wait_terminal(dispatch_id, within=3)
         _assert_reason(record, FailureReason.NO_WORKER_FOR_AGENT)
-        event, events = await _failed_event(h, dispatch_id)
+        event, _ = await _failed_event(h, dispatch_id)
         assert event.previous is DispatchState.REQUESTED  # failed before any LiveKit call
         assert event.detail["served_agent_names"] == AGENT
         assert event.hint == reason_info(FailureReason.NO_WORKER_FOR_AGENT).hint

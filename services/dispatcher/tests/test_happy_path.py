@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from harness import AGENT, harness
-from redis.asyncio import Redis
-
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState
 from agentline.schema import DispatchKind, DispatchPath
+from harness import AGENT, harness
+from redis.asyncio import Redis
 
 
 async def test_new_room_reaches_speaking_via_room_config(

@@ -8,24 +8,23 @@ import hashlib
 import json
 
 import aiohttp
-from harness import AGENT, SECRET, harness, register_worker
-from livekit import api
-from redis.asyncio import Redis
-
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.schema import WorkerEvent, WorkerEventKind
 from agentline.worker_events import WorkerEventPublisher
+from harness import AGENT, SECRET, harness, register_worker
+from livekit import api
+from redis.asyncio import Redis
 
 
 def _transitions(h, state: str, source: str) -> float:  # type: ignore[no-untyped-def]
     for metric in h.dispatcher.metrics.registry.collect():
         if metric.name == "dispatcher_transitions":
             for sample in metric.samples:
-                if (
-                    sample.name.endswith("_total")
-                    and sample.labels == {"state": state, "source": source}
-                ):
+                if sample.name.endswith("_total") and sample.labels == {
+                    "state": state,
+                    "source": source,
+                }:
                     return float(sample.value)
     return 0.0
 
@@ -36,11 +35,14 @@ def _signed(body: str, secret: str = SECRET) -> str:
 
 
 async def _post_webhook(port: int, body: str, token: str) -> int:
-    async with aiohttp.ClientSession() as session, session.post(
-        f"http://127.0.0.1:{port}/webhooks/livekit",
-        data=body,
-        headers={"Authorization": token, "Content-Type": "application/webhook+json"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{port}/webhooks/livekit",
+            data=body,
+            headers={"Authorization": token, "Content-Type": "application/webhook+json"},
+        ) as response,
+    ):
         return response.status
 
 

@@ -57,6 +57,11 @@ class LeaseLost(Exception):
     """Another replica took the dispatch over (we were paused past our lease)."""
 
 
+class LeaseBusy(Exception):
+    """Another replica kept the lease of a requested dispatch for longer than a lease period:
+    leave the stream entry pending, it is delivered again."""
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What every part of the dispatcher shares."""

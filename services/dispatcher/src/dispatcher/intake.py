@@ -3,12 +3,14 @@ first attempt. A redelivered request finds its record and resumes from its state
 
 from __future__ import annotations
 
+import asyncio
+
 from agentline.ids import now_ms
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord, DispatchRequest
 
-from dispatcher.engine import Engine, LeaseLost
+from dispatcher.engine import Engine, LeaseBusy, LeaseLost
 from dispatcher.overhead import io
 from dispatcher.registry_check import wait_for_worker
 
@@ -48,7 +50,11 @@ async def start_dispatch(engine: Engine, request: DispatchRequest) -> None:
         ctx.deadlines.schedule_in(pipe, record.id, now_ms() + ctx.lease_ms)
         leased, room_claimed, _ = await io(pipe.execute())
     if not leased:
-        return  # another replica is on it
+        # Another replica holds it: it moves it on, or it died and its lease runs out.
+        waited = await _wait_for_lease(engine, record)
+        if waited is None:
+            return
+        record = waited
     if not room_claimed and not await _take_room(engine, record):
         await ctx.leases.release(record.id)
         return
@@ -60,6 +66,22 @@ async def start_dispatch(engine: Engine, request: DispatchRequest) -> None:
         await engine.attempt(record, 1, look_first=False)
     except LeaseLost:
         log.warning("lease lost while dispatching", dispatch_id=record.id)
+
+
+async def _wait_for_lease(engine: Engine, record: DispatchRecord) -> DispatchRecord | None:
+    """Wait until the lease is ours (the record still ``requested``), or someone else moved the
+    dispatch on (None). Bounded by one lease period."""
+    ctx = engine.ctx
+    deadline = now_ms() + ctx.lease_ms + 1000
+    while now_ms() < deadline:
+        remaining = await io(ctx.leases.remaining_ms(record.id))
+        await asyncio.sleep(min(max(remaining, 50), 500) / 1000)
+        fresh = await io(ctx.store.get(record.id))
+        if fresh is None or fresh.state is not DispatchState.REQUESTED:
+            return None
+        if await io(ctx.leases.acquire(record.id, ctx.lease_ms)):
+            return fresh
+    raise LeaseBusy(record.id)
 
 
 async def _take_room(engine: Engine, record: DispatchRecord) -> bool:

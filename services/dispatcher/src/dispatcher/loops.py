@@ -19,7 +19,7 @@ from agentline.streams import StreamConsumer, StreamEntry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dispatcher.engine import Engine
+from dispatcher.engine import Engine, LeaseBusy
 from dispatcher.intake import start_dispatch
 from dispatcher.overhead import step
 from dispatcher.signals import from_worker_event
@@ -178,6 +178,8 @@ class Loops:
             except REDIS_ERRORS as error:
                 self.health.failed(error)  # left pending: read again once Redis is back
                 return
+            except LeaseBusy:
+                return  # left pending: claimed again after DISPATCHER_CLAIM_IDLE_SECONDS
         self.engine.account(request.dispatch_id, clock.own_seconds(), request=True, speaking=False)
         await self.requests.ack(entry.entry_id)
 

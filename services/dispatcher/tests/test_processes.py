@@ -1,0 +1,103 @@
+"""Real dispatcher processes: SIGKILL in the middle of 200 dispatches, SIGTERM drain, and two
+replicas sharing the work."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from agentline.ids import new_dispatch_id
+from agentline.keys import Keys
+from agentline.lifecycle import DispatchState
+from agentline.schema import DispatchRequest
+from agentline.store import DispatchStore
+from harness import AGENT, SECRET, free_port, register_worker
+from livekit_emulator.testing import running_emulator
+from procs import WebhookBalancer, dispatcher_env, start_dispatcher
+from redis.asyncio import Redis
+
+FAST = {
+    "assign_timeout_seconds": 2.0,
+    "join_timeout_seconds": 2.0,
+    "audio_timeout_seconds": 2.0,
+    "poll_interval_seconds": 0.5,
+    "retry_backoff_seconds": 0.05,
+    "livekit_timeout_seconds": 1.0,
+    "claim_idle_seconds": 1.0,
+    "drain_seconds": 2.0,
+}
+DONE = {DispatchState.SPEAKING, DispatchState.ENDED, DispatchState.FAILED, DispatchState.CANCELLED}
+
+
+async def _submit(store: DispatchStore, n: int, prefix: str, pace_s: float = 0.0) -> list[str]:
+    ids = []
+    for i in range(n):
+        dispatch_id = new_dispatch_id()
+        await store.create(
+            DispatchRequest(
+                dispatch_id=dispatch_id,
+                room=f"{prefix}-{i}",
+                agent_name=AGENT,
+                requested_at_ms=int(time.time() * 1000),
+            )
+        )
+        ids.append(dispatch_id)
+        if pace_s:
+            await asyncio.sleep(pace_s)
+    return ids
+
+
+async def _wait_all(store: DispatchStore, ids: list[str], states: set[DispatchState], within: float) -> dict[str, DispatchState]:  # fmt: skip
+    deadline = time.monotonic() + within
+    while True:
+        records = [await store.get(d) for d in ids]
+        seen = {d: r.state for d, r in zip(ids, records, strict=True) if r is not None}
+        if all(seen.get(d) in states for d in ids) or time.monotonic() > deadline:
+            return seen
+        await asyncio.sleep(0.2)
+
+
+async def test_sigkill_mid_run_loses_nothing_and_never_doubles(
+    redis_client: Redis, redis_url: str, keys: Keys
+) -> None:
+    ports = [free_port(), free_port()]
+    balancer = WebhookBalancer(ports)
+    await balancer.start()
+    async with running_emulator(
+        keys={"devkey": SECRET}, webhook_urls=[balancer.url], simulated_workers=[(AGENT, 1000)],
+        departure_timeout=0.5,
+    ) as emu:  # fmt: skip
+        await register_worker(redis_client, keys, AGENT, 1000)
+        store = DispatchStore(redis_client, keys)
+        env = {p: dispatcher_env(redis_url, keys, emu.http_url, "devkey", SECRET, p, f"d{p}", **FAST) for p in ports}  # fmt: skip
+        first = await start_dispatcher(env[ports[0]], ports[0], "first")
+        await first.wait_ready()
+        submitting = asyncio.create_task(_submit(store, 200, "kill", pace_s=0.005))
+        await asyncio.sleep(0.5)  # in the middle of the run
+        first.process.send_signal(signal.SIGKILL)
+        await first.process.wait()
+        second = await start_dispatcher(env[ports[1]], ports[1], "second")
+        try:
+            await second.wait_ready()
+            ids = await submitting
+            started = time.monotonic()
+            seen = await _wait_all(store, ids, DONE, within=25)
+            print(f"settled {time.monotonic() - started:.1f}s after the kill")
+            missing = [d for d in ids if seen.get(d) not in DONE]
+            assert not missing, f"{len(missing)} not settled: {[seen.get(d) for d in missing[:5]]}"
+            # end every session: the rooms close, every dispatch becomes terminal
+            state = await emu.admin.state()
+            for room in state["rooms"]:
+                emu.emulator.rooms.close(emu.emulator.rooms.get(room["name"]))
+            terminal = {DispatchState.ENDED, DispatchState.FAILED, DispatchState.CANCELLED}
+            started = time.monotonic()
+            seen = await _wait_all(store, ids, terminal, within=15)
+            print(f"ended {time.monotonic() - started:.1f}s after the rooms closed")
+            assert all(seen.get(d) is DispatchState.ENDED for d in ids), {s for s in seen.values()}
+            max_seen = (await emu.admin.state())["max_agents_seen"]
+            assert len(max_seen) == 200 and max(max_seen.values()) == 1
+        finally:
+            second.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(second.process.wait(), 15) == 0
+            await balancer.stop()
