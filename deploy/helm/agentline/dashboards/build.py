@@ -56,6 +56,11 @@ def quantiles(histogram: str, by: str = "", matchers: str = "") -> list[Target]:
     return targets
 
 
+def or_zero(expression: str) -> str:
+    """Rare events (errors, retries): show 0 rather than "No data" while none happened."""
+    return f"(({expression}) or vector(0))"
+
+
 def gauge(metric: str, agg: str = "sum", by: str = "") -> str:
     grouping = f" by ({by})" if by else ""
     return f"{agg}{grouping} ({metric}{{{NS}}})"
@@ -231,7 +236,7 @@ def dispatcher() -> dict[str, Any]:
             ),
             Panel(
                 "Retries by reason",
-                [Target(rate("dispatcher_retries_total", "reason"), "{{reason}}")],
+                [Target(or_zero(rate("dispatcher_retries_total", "reason")), "{{reason}}")],
                 unit="reqps",
             ),
             Panel(
@@ -253,7 +258,13 @@ def dispatcher() -> dict[str, Any]:
                 "LiveKit call errors by method and code",
                 [
                     Target(
-                        rate("dispatcher_livekit_call_seconds_count", "method, code", 'code!="ok"'),
+                        or_zero(
+                            rate(
+                                "dispatcher_livekit_call_seconds_count",
+                                "method, code",
+                                'code!="ok"',
+                            )
+                        ),
                         "{{method}} {{code}}",
                     )
                 ],
@@ -379,10 +390,12 @@ def token_api() -> dict[str, Any]:
                 "Server errors (5xx ratio, unhandled errors)",
                 [
                     Target(
-                        f"{server_errors} / {rate(requests)}",
+                        f"{or_zero(server_errors)} / {rate(requests)}",
                         "5xx ratio",
                     ),
-                    Target(rate("token_api_requests_error_total", "path"), "errors {{path}}"),
+                    Target(
+                        or_zero(rate("token_api_requests_error_total", "path")), "errors {{path}}"
+                    ),
                 ],
                 unit="short",
             ),
