@@ -41,3 +41,43 @@ async def test_existing_room_uses_create_dispatch(
         assert record.path is DispatchPath.CREATE_DISPATCH
         assert await h.emu.admin.max_agents_seen_in_room("existing-room") == 1
         assert record.agent_name == AGENT
+
+
+async def test_dispatch_metadata_carries_id_and_continues_the_api_trace(
+    redis_client: Redis, redis_url: str, keys: Keys
+) -> None:
+    import json
+    import time
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from agentline.ids import new_dispatch_id
+    from agentline.schema import DispatchRequest
+
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with harness(redis_client, redis_url, keys) as h:
+        dispatch_id = new_dispatch_id()
+        await h.store.create(
+            DispatchRequest(
+                dispatch_id=dispatch_id,
+                room="traced-room",
+                agent_name=AGENT,
+                metadata="caller-meta",
+                requested_at_ms=int(time.time() * 1000),
+                trace={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+            )
+        )
+        await h.wait_state(dispatch_id, [DispatchState.SPEAKING], within=5)
+        state = await h.emu.admin.state()
+        room = next(r for r in state["rooms"] if r["name"] == "traced-room")
+        (dispatch,) = room["dispatches"]
+        meta = json.loads(dispatch["metadata"])
+        assert meta["dispatch_id"] == dispatch_id
+        assert meta["metadata"] == "caller-meta"
+        assert meta.get("attempt", 1) == 1  # omitted when default (msgspec omit_defaults)
+        parent = meta["trace"]["traceparent"].split("-")
+        assert parent[1] == trace_id  # the same trace
+        assert parent[2] != "00f067aa0ba902b7"  # continued by the dispatcher's own span

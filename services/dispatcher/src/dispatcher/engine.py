@@ -21,6 +21,7 @@ from agentline.logs import get_logger
 from agentline.schema import DispatchKind, DispatchMetadata, DispatchPath, DispatchRecord
 from agentline.settings import DispatcherSettings
 from agentline.store import DispatchStore, TransitionResult
+from agentline.telemetry import extract_context, inject_context, tracer
 from redis.asyncio import Redis
 
 from dispatcher.livekit_gateway import ErrorKind, LiveKitError, LiveKitGateway
@@ -94,6 +95,15 @@ class Context:
             DispatchState.JOINED: s.audio_timeout_seconds,
         }.get(state)
         return None if seconds is None else int(seconds * 1000)
+
+
+def dispatch_span(record: DispatchRecord, name: str) -> Any:
+    """A span of this dispatch's trace (the API's context travels in the record)."""
+    return tracer("dispatcher").start_as_current_span(
+        name,
+        context=extract_context(record.trace),
+        attributes={"dispatch.id": record.id, "room": record.room, "agent_name": record.agent_name},
+    )
 
 
 def backoff_seconds(base: float, retry: int) -> float:
@@ -225,8 +235,11 @@ class Engine:
 
     # -- attempts ---------------------------------------------------------------------------
     def metadata_json(self, record: DispatchRecord, attempt: int) -> str:
+        # The worker's job continues our span (a child of the API's), or the API's when
+        # tracing is not configured here.
+        trace = inject_context() or record.trace
         meta = DispatchMetadata(
-            dispatch_id=record.id, metadata=record.metadata, trace=record.trace, attempt=attempt
+            dispatch_id=record.id, metadata=record.metadata, trace=trace, attempt=attempt
         )
         return msgspec.json.encode(meta).decode()
 

@@ -10,7 +10,7 @@ from agentline.lifecycle import DispatchState, FailureReason
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord, DispatchRequest
 
-from dispatcher.engine import Engine, LeaseBusy, LeaseLost
+from dispatcher.engine import Engine, LeaseBusy, LeaseLost, dispatch_span
 from dispatcher.overhead import io
 from dispatcher.registry_check import wait_for_worker
 
@@ -63,7 +63,8 @@ async def start_dispatch(engine: Engine, request: DispatchRequest) -> None:
         await ctx.leases.release(record.id)
         return
     try:
-        await engine.attempt(record, 1, look_first=False)
+        with dispatch_span(record, "dispatcher.dispatch"):
+            await engine.attempt(record, 1, look_first=False)
     except LeaseLost:
         log.warning("lease lost while dispatching", dispatch_id=record.id)
 

@@ -10,7 +10,7 @@ from agentline.lifecycle import PROGRESS, DispatchState, FailureReason, is_termi
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord
 
-from dispatcher.engine import Engine, LeaseLost, backoff_seconds, is_our_agent
+from dispatcher.engine import Engine, LeaseLost, backoff_seconds, dispatch_span, is_our_agent
 from dispatcher.livekit_gateway import AgentParticipant, ErrorKind, LiveKitError
 from dispatcher.overhead import io
 from dispatcher.signals import Signal, SignalKind, Source
@@ -167,7 +167,8 @@ class Tracker:
             attempt = max(record.attempts, 1)
             if attempt > 1 and not await self.prepare_room(record, attempt):
                 return
-            await self.engine.attempt(record, attempt, look_first=True)
+            with dispatch_span(record, "dispatcher.resume"):
+                await self.engine.attempt(record, attempt, look_first=True)
         except LeaseLost:
             return
 
@@ -320,8 +321,9 @@ class Tracker:
         ctx.metrics.retries.labels(reason.value).inc()
         await io(ctx.deadlines.schedule(record.id, now_ms() + ctx.lease_ms))
         await asyncio.sleep(backoff_seconds(ctx.settings.retry_backoff_seconds, attempt - 2))
-        if await self.prepare_room(record, attempt):
-            await self.engine.attempt(record, attempt, look_first=False)
+        with dispatch_span(record, "dispatcher.redispatch"):
+            if await self.prepare_room(record, attempt):
+                await self.engine.attempt(record, attempt, look_first=False)
 
     async def prepare_room(self, record: DispatchRecord, attempt: int) -> bool:
         """Before a re-dispatch: delete the old LiveKit dispatch, and make sure (ListParticipants)
