@@ -28,14 +28,18 @@ def print_timeline(result: ProbeResult) -> None:
     print(f"  agent audio frames received: {result.audio_frames} ({result.audible_frames} audible)")
 
 
-async def wait_ready(api_url: str, api_key: str, seconds: float) -> bool:
-    """Wait until the API is ready and at least one agent worker is registered."""
+async def wait_ready(
+    api_url: str, api_key: str, seconds: float, require_worker: bool = True
+) -> bool:
+    """Wait until the API is ready and (unless told otherwise) an agent worker registered."""
     deadline = time.monotonic() + seconds
     headers = {"Authorization": f"Bearer {api_key}"}
     async with httpx.AsyncClient(base_url=api_url, timeout=2.0, headers=headers) as client:
         while time.monotonic() < deadline:
             try:
                 if (await client.get("/readyz")).status_code == 200:
+                    if not require_worker:
+                        return True
                     agents = (await client.get("/v1/agents")).json().get("agents", [])
                     if any(int(a.get("workers", 0)) > 0 for a in agents):
                         return True

@@ -152,6 +152,7 @@ async def run_dev(with_worker: bool) -> int:
                         "--host", host, "--port", str(EMULATOR_PORT),
                         "--keys", f"{DEV_LIVEKIT_API_KEY}:{DEV_LIVEKIT_API_SECRET}",
                         "--webhook-url", webhook,
+                        *os.environ.get("AGENTLINE_DEV_EMULATOR_ARGS", "").split(),
                     ],
                     env,
                 )

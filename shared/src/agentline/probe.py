@@ -219,7 +219,7 @@ async def run_probe(
 
             remaining = max(1.0, timeout_s - (time.monotonic() - started))
             await asyncio.wait_for(follower, remaining)
-            if result.state == "speaking":
+            if result.state == "speaking" and min_audible_frames > 0:
                 remaining = max(1.0, timeout_s - (time.monotonic() - started))
                 await asyncio.wait_for(audio_done.wait(), remaining)
             result.ok = result.state == "speaking" and result.audible_frames >= min_audible_frames

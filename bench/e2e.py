@@ -1,0 +1,148 @@
+"""End to end: POST /v1/sessions → assigned / joined / speaking, p50 and p99.
+
+(a) the real agent worker, 50 sessions at a steady 2 per second, each caller (the LiveKit
+    SDK over WebRTC) hanging up once the agent speaks;
+(b) simulated workers with zero delays, 2,000 sessions at 200 per second (API only);
+(c) (a) again with the emulator's real-server timing: agentline's own share of each stage.
+
+Every scenario runs the system as `make dev` does, inside a network namespace of its own
+(libwebrtc ignores loopback), so it needs root; without it the figures are reported missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from datetime import datetime
+from typing import Any
+
+from bench.common import percentile, target, write_results
+
+STAGES = ("dispatching", "dispatched", "assigned", "joined", "speaking")
+
+
+def _ms(record: dict[str, Any]) -> dict[str, float]:
+    """Stage → ms since requested, from the record's RFC 3339 timestamps."""
+    stamps = {k: datetime.fromisoformat(v).timestamp() for k, v in record["timestamps"].items()}
+    base = stamps.get("requested")
+    return {} if base is None else {k: (v - base) * 1000 for k, v in stamps.items()}
+
+
+def summarize(load: dict[str, Any]) -> dict[str, Any]:
+    records = load["records"]
+    by_stage: dict[str, list[float]] = {s: [] for s in STAGES}
+    outcomes: dict[str, int] = {}
+    for record in records:
+        state = record.get("state", "?")
+        key = state if state != "failed" else f"failed:{record.get('reason', {}).get('code', '?')}"
+        outcomes[key] = outcomes.get(key, 0) + 1
+        for stage, at in _ms(record).items():
+            if stage in by_stage:
+                by_stage[stage].append(at / 1000)
+    figures: dict[str, Any] = {
+        "sessions": load["sessions"],
+        "rate_per_s": load["rate_per_s"],
+        "outcomes": outcomes,
+        "load_errors": load["error_count"],
+    }
+    for stage, values in by_stage.items():
+        if values:
+            figures[f"to_{stage}"] = {
+                "count": len(values),
+                "p50_ms": round(percentile(values, 50) * 1000, 1),
+                "p99_ms": round(percentile(values, 99) * 1000, 1),
+            }
+    return figures
+
+
+async def _scenario(
+    name: str, env: dict[str, str], load_args: list[str], with_worker: bool
+) -> dict[str, Any]:
+    from livekit_emulator.netns import NetNamespace
+
+    ns = NetNamespace.create(prefix="agl-bench")
+    try:
+        system_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "REDIS_"))},
+            "AGENTLINE_DEV_HOST": ns.server_ip,
+            "AGENTLINE_NETNS": ns.name,
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        argv = [sys.executable, "-m", "agentline.devrun", "--netns", "off"]
+        if not with_worker:
+            argv.append("--no-worker")
+        system = await ns.spawn(argv, env=system_env, stdout=asyncio.subprocess.DEVNULL,
+                                stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
+        try:
+            load = await ns.spawn(
+                [sys.executable, "-m", "bench.e2e_load", *load_args],
+                env={**os.environ, "PYTHONPATH": os.getcwd()},
+            )
+            out, err = await asyncio.wait_for(load.communicate(), 900)
+            if load.returncode != 0:
+                raise RuntimeError(f"{name}: load generator failed: {err.decode()[-2000:]}")
+            return summarize(json.loads(out.decode().strip().splitlines()[-1]))
+        finally:
+            system.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(system.wait(), 30)
+            except TimeoutError:
+                system.kill()
+    finally:
+        ns.delete()
+
+
+async def run() -> dict[str, Any]:
+    from livekit_emulator.netns import skip_reason
+
+    reason = skip_reason()
+    if reason:
+        figures = {"skipped": reason}
+        write_results("e2e", figures)
+        return figures
+    worker_env = {"AGENT_WORKER_MAX_JOBS": "8", "AGENT_WORKER_IDLE_PROCESSES": "4"}
+    callers = ["--callers", "--sessions", "50", "--rate", "2", "--timeout", "60"]
+    real = await _scenario("real worker", worker_env, callers, with_worker=True)
+    simulated = await _scenario(
+        "simulated workers",
+        {
+            "AGENTLINE_DEV_EMULATOR_ARGS": "--simulated-worker travel-assistant:100000",
+            "DISPATCHER_REGISTRY_POLICY": "advise",
+        },
+        ["--sessions", "2000", "--rate", "200", "--timeout", "120"],
+        with_worker=False,
+    )
+    timed = await _scenario(
+        "real worker, real-server timing",
+        {**worker_env, "AGENTLINE_DEV_EMULATOR_ARGS": "--real-timing"},
+        callers,
+        with_worker=True,
+    )
+    figures: dict[str, Any] = {
+        "a_real_worker": real,
+        "b_simulated": simulated,
+        "c_real_timing": timed,
+        "targets": {
+            "a_assigned_p99_ms": _target(real, "assigned", 150),
+            "a_joined_p99_ms": _target(real, "joined", 1000),
+            "a_speaking_p99_ms": _target(real, "speaking", 1500),
+            "b_speaking_p99_ms": _target(simulated, "speaking", 250),
+        },
+    }
+    write_results("e2e", figures)
+    return figures
+
+
+def _target(figures: dict[str, Any], stage: str, bound: float) -> dict[str, Any]:
+    stage_figures = figures.get(f"to_{stage}")
+    if not stage_figures:
+        return {"value": None, "target": f"<= {bound}", "met": False}
+    return target(stage_figures["p99_ms"], bound)
+
+
+if __name__ == "__main__":
+    asyncio.run(run())
