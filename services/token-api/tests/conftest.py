@@ -64,3 +64,29 @@ async def dispatcher_group(redis_client: Redis, keys: Keys) -> str:
     )
     await consumer.ensure_group()
     return DISPATCHER_GROUP
+
+
+@pytest_asyncio.fixture
+async def live_url(app: Litestar, redis_client: Redis) -> AsyncIterator[str]:
+    """The app served by uvicorn on a free loopback port (real streaming, real sockets)."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

@@ -108,7 +108,7 @@ def _on_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
     return problem_response(exc, request.url.path)
 
 
-_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `([^`]*)`")
+_NAMED_FIELD = re.compile(r"^Object (?:contains unknown|missing required) field `([^`]*)`")
 
 
 def _field_errors(extra: Any) -> list[FieldError]:
@@ -123,8 +123,8 @@ def _field_errors(extra: Any) -> list[FieldError]:
         if " - at `$." in message:
             message, _, where = message.partition(" - at `$.")
             key = where.rstrip("`")
-        elif (unknown := _UNKNOWN_FIELD.match(message)) is not None:
-            key = unknown.group(1)
+        elif (named := _NAMED_FIELD.match(message)) is not None:
+            key = named.group(1)
         elif key == "data":
             key = "body"
         out.append(FieldError(key or "body", message))

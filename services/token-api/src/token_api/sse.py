@@ -45,7 +45,7 @@ async def dispatch_events(
     store: DispatchStore, dispatch_id: str, after: str, heartbeat_seconds: float
 ) -> AsyncIterator[ServerSentEventMessage]:
     """Events after ``after``, then live ones, until a terminal state (or Redis drops)."""
-    yield ServerSentEventMessage(comment="stream open", retry=RETRY_MS)
+    yield ServerSentEventMessage(data=None, comment="stream open", retry=RETRY_MS)
     block_ms = max(1, int(heartbeat_seconds * 1000))
     try:
         backlog = await store.events(dispatch_id, after=after)
@@ -57,7 +57,9 @@ async def dispatch_events(
                     return
             backlog = await store.wait_events(dispatch_id, after, block_ms)
             if not backlog:
-                yield ServerSentEventMessage(comment="heartbeat")
+                yield ServerSentEventMessage(
+                    data=None, comment="heartbeat"
+                )  # no data: not an event
     except (RedisConnectionError, RedisTimeoutError):
         # The client reconnects with Last-Event-ID and resumes where it stopped.
         yield ServerSentEventMessage(

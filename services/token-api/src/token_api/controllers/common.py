@@ -88,6 +88,8 @@ async def answer_once(
         return Response(
             replayed, status_code=stored.status, headers={"Idempotent-Replayed": "true"}
         )
-    result = await produce(scoped)
+    # The dispatch store keeps its own record of the key: scope it too, so that a session and
+    # a re-invite sent with the same key stay apart.
+    result = await produce(f"{scope}:{scoped}")
     await app.idempotency.remember(scope, scoped, digest, status, msgspec.json.encode(result))
     return Response(result, status_code=status)
