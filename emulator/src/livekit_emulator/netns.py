@@ -61,6 +61,22 @@ def _run(*args: str) -> None:
         raise RuntimeError(f"{' '.join(args)} failed: {result.stderr.strip()}")
 
 
+def remove_stale(prefix: str = "lkemu") -> list[str]:
+    """Delete this module's namespaces left behind by processes that died (``PREFIX-PID-N``
+    whose PID is gone); namespaces of live processes are left alone."""
+    removed = []
+    names = [p.name for p in NETNS_DIR.iterdir()] if NETNS_DIR.is_dir() else []
+    for name in names:
+        parts = name.split("-")
+        if len(parts) != 3 or parts[0] != prefix or not parts[1].isdigit():
+            continue
+        if Path(f"/proc/{parts[1]}").exists():
+            continue
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+        removed.append(name)
+    return removed
+
+
 @dataclass
 class NetNamespace:
     """A namespace ``name`` with ``lo`` up and a veth pair ``server_ip`` <-> ``client_ip``."""
@@ -80,6 +96,7 @@ class NetNamespace:
 
     @classmethod
     def create(cls, prefix: str = "lkemu") -> NetNamespace:
+        remove_stale(prefix)
         n = next(_counter) % 250 + 1
         ns = cls(name=f"{prefix}-{os.getpid()}-{n}", subnet=n)
         ns.setup()
