@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -87,6 +88,8 @@ class RtcHub:
         self.members: dict[str, dict[str, Member]] = {}  # room name -> participant sid -> member
         self.published: dict[str, PublishedTrack] = {}  # track sid -> track
         self.sessions: set[Any] = set()  # open signalling sessions
+        # Milestones of the last sessions (ms since their socket opened), newest last.
+        self.timelines: deque[dict[str, Any]] = deque(maxlen=1000)
         # Every join, publication and departure (simulated agents' included) reaches the
         # room's WebRTC clients as a ParticipantUpdate.
         emu.rooms.on_change.append(self.broadcast)
@@ -201,4 +204,9 @@ class RtcHub:
                 }
                 for p in self.published.values()
             ],
+            "sessions": [
+                {"room": s.room.name, "identity": s.participant.identity, **s.timeline}
+                for s in self.sessions
+            ],
+            "closed_sessions": list(self.timelines),
         }

@@ -68,6 +68,9 @@ class SignalSession:
         self._left = False
         self._leave_reason: int = CLIENT_INITIATED
         self._closer: asyncio.Task[None] | None = None
+        # Milestones in ms since the socket opened (join, offer, answer, publisher state...).
+        self._opened = time.monotonic()
+        self.timeline: dict[str, float] = {}
         self.publisher.pc.on("connectionstatechange", self._publisher_state)
 
     # -- outgoing -------------------------------------------------------------------------
@@ -104,6 +107,7 @@ class SignalSession:
             ping_interval=PING_INTERVAL_S,
             server_info=self.hub.server_info,
             enabled_publish_codecs=[models.Codec(mime=m) for m in PUBLISH_CODECS],
+            fast_publish=True,
         )
 
     # -- the session ----------------------------------------------------------------------
@@ -114,6 +118,7 @@ class SignalSession:
         try:
             self.hub.join(self)
             self.send(rtc.SignalResponse(join=self._join_response()))
+            self.timeline["join_sent"] = self._ms()
             self.subscriber.start()
             self.hub.subscribe_existing(self)
             async for msg in self.ws:
@@ -148,6 +153,9 @@ class SignalSession:
 
     async def _close(self) -> None:
         reason, self._left = self._leave_reason, True
+        self.hub.timelines.append(
+            {"room": self.room.name, "identity": self.participant.identity, **self.timeline}
+        )
         await self.hub.leave(self, reason)
         await self.subscriber.close()
         await self.publisher.close()
@@ -175,7 +183,11 @@ class SignalSession:
 
     def _publisher_state(self) -> None:
         state = self.publisher.pc.connectionState
+        self.timeline[f"publisher_{state}"] = self._ms()
         log.info("%s publisher connection %s", self.participant.identity, state)
+
+    def _ms(self) -> float:
+        return round((time.monotonic() - self._opened) * 1000, 1)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -210,7 +222,9 @@ class SignalSession:
             log.debug("%s: %s not handled by the emulator", self.participant.identity, kind)
 
     async def _on_offer(self, offer: rtc.SessionDescription) -> None:
+        self.timeline.setdefault("first_offer", self._ms())
         answer = await self.publisher.answer(offer.sdp)
+        self.timeline.setdefault("first_answer", self._ms())
         self.send(
             rtc.SignalResponse(
                 answer=rtc.SessionDescription(type="answer", sdp=answer, id=offer.id)
