@@ -6,7 +6,8 @@ import random
 import string
 
 _ALPHABET = string.ascii_letters + string.digits
-_rng = random.SystemRandom()
+# Fast and unpredictable enough for ids (not for secrets: turn passwords are not secrets here).
+_rng = random.Random()
 
 ROOM = "RM_"
 PARTICIPANT = "PA_"

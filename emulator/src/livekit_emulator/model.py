@@ -55,6 +55,8 @@ class Track:
     stream: str = "camera"
     muted: bool = False
     published_at_us: int = field(default_factory=lambda: time.time_ns() // 1000)
+    # Its webhook rendering (protojson), computed once.
+    webhook_cache: dict[str, Any] | None = field(default=None, repr=False)
 
     def proto(self) -> models.TrackInfo:
         return models.TrackInfo(
@@ -241,8 +243,11 @@ class Room:
     close_timer: asyncio.TimerHandle | None = None
     # Called once when the room closes (simulated agents end their jobs).
     on_close: list[Callable[[Room], None]] = field(default_factory=list)
+    # Its webhook rendering without the participant counts; reset when the room changes.
+    webhook_cache: dict[str, Any] | None = field(default=None, repr=False)
 
     def proto(self) -> models.Room:
+        participants, publishers = self.proto_counts()
         return models.Room(
             sid=self.sid,
             name=self.name,
@@ -254,13 +259,13 @@ class Room:
             turn_password=self.turn_password,
             enabled_codecs=[models.Codec(mime=m) for m in ENABLED_CODECS],
             metadata=self.metadata,
-            num_participants=sum(
-                1
-                for p in self.participants.values()
-                if p.state != models.ParticipantInfo.DISCONNECTED
-            ),
-            num_publishers=sum(1 for p in self.participants.values() if p.is_publisher),
+            num_participants=participants,
+            num_publishers=publishers,
         )
+
+    def proto_counts(self) -> tuple[int, int]:
+        """(participants, publishers) now in the room."""
+        return len(self.participants), sum(1 for p in self.participants.values() if p.is_publisher)
 
     def ref_proto(self) -> models.Room:
         """The room as track webhooks carry it: sid and name only."""

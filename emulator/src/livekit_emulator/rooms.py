@@ -126,6 +126,7 @@ class RoomManager:
 
     def update_metadata(self, room: Room, metadata: str) -> None:
         room.metadata = metadata
+        room.webhook_cache = None
 
     def join(self, room: Room, participant: Participant) -> None:
         """A participant joins (its ``participant_joined`` webhook); an older participant with
