@@ -40,7 +40,7 @@ class DispatcherProcess:
     port: int
     name: str
 
-    async def wait_ready(self, within: float = 15.0) -> None:
+    async def wait_ready(self, within: float = 40.0) -> None:
         deadline = time.monotonic() + within
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:

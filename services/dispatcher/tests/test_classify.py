@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import pytest
-from livekit import api
-
 from dispatcher.livekit_gateway import ErrorKind, classify
+from livekit import api
 
 
 @pytest.mark.parametrize(
@@ -40,7 +37,7 @@ def test_server_errors(method: str, status: int, code: str, kind: ErrorKind) -> 
 def test_transport_errors_and_timeouts_are_unreachable() -> None:
     refused = aiohttp.ClientConnectorError(None, OSError(111, "refused"))  # type: ignore[arg-type]
     assert classify("CreateRoom", refused).kind is ErrorKind.UNREACHABLE
-    assert classify("CreateRoom", asyncio.TimeoutError()).kind is ErrorKind.UNREACHABLE
+    assert classify("CreateRoom", TimeoutError()).kind is ErrorKind.UNREACHABLE
     assert classify("CreateRoom", aiohttp.ServerDisconnectedError()).kind is ErrorKind.UNREACHABLE
 
 

@@ -49,11 +49,10 @@ async def test_dispatch_metadata_carries_id_and_continues_the_api_trace(
     import json
     import time
 
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-
     from agentline.ids import new_dispatch_id
     from agentline.schema import DispatchRequest
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
 
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         trace.set_tracer_provider(TracerProvider())

@@ -259,7 +259,8 @@ class Engine:
                 except LiveKitError as error:
                     if error.kind is not ErrorKind.ROOM_GONE:  # no room yet: nothing created
                         raise
-            if existing is not None:
+            if existing is not None:  # created before a crash: adopt it
+                path_label = "adopted"
                 livekit_id, path = existing.dispatch_id, record.path or DispatchPath.CREATE_DISPATCH
             elif attempt == 1 and record.kind is DispatchKind.SESSION:
                 livekit_id, path = await self._via_room_config(record, meta, attempt)
@@ -276,7 +277,8 @@ class Engine:
             await self.fail(record, REASON_BY_KIND[error.kind], "livekit", detail)
             await self.ctx.leases.release(record.id)
             return
-        self.ctx.metrics.dispatches_created.labels("ok", path.value).inc()
+        outcome = "adopted" if path_label == "adopted" else "ok"
+        self.ctx.metrics.dispatches_created.labels(outcome, path.value).inc()
         self.ctx.metrics.stage_latency.labels("livekit_create", path.value).observe(
             time.perf_counter() - started
         )

@@ -4,6 +4,7 @@ first attempt. A redelivered request finds its record and resumes from its state
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from agentline.ids import now_ms
 from agentline.lifecycle import DispatchState, FailureReason
@@ -17,7 +18,12 @@ from dispatcher.registry_check import wait_for_worker
 log = get_logger("dispatcher.intake")
 
 
-async def start_dispatch(engine: Engine, request: DispatchRequest) -> None:
+async def start_dispatch(
+    engine: Engine, request: DispatchRequest, settle: Callable[[], Awaitable[None]]
+) -> None:
+    """``settle`` acks the stream entry: called as soon as the dispatch is ``dispatching``
+    (from then on its lease and deadline resume it after a crash, so the entry is no longer
+    needed and cannot be taken over by another replica while LiveKit calls are slow)."""
     ctx = engine.ctx
     record = await io(ctx.store.get(request.dispatch_id))
     if record is None:
@@ -34,14 +40,16 @@ async def start_dispatch(engine: Engine, request: DispatchRequest) -> None:
     settings = ctx.settings
     if not record.room or not record.agent_name:
         detail = {"error": "room and agent_name must not be empty"}
-        await engine.fail(record, FailureReason.LIVEKIT_REJECTED, "intake", detail)
+        await engine.fail(record, FailureReason.LIVEKIT_REJECTED, "intake", detail, record.version)
         return
     if not await wait_for_worker(
         ctx.served, record.agent_name, settings.registry_policy, settings.registry_wait_seconds
     ):
         names = ",".join(await ctx.served.names())
         detail = {"agent_name": record.agent_name, "served_agent_names": names or "(none)"}
-        await engine.fail(record, FailureReason.NO_WORKER_FOR_AGENT, "registry", detail)
+        await engine.fail(
+            record, FailureReason.NO_WORKER_FOR_AGENT, "registry", detail, record.version
+        )
         return
     # Lease (so no scanner resumes us), room ownership and a resume deadline, in one trip.
     async with ctx.redis.pipeline(transaction=False) as pipe:
@@ -58,10 +66,19 @@ async def start_dispatch(engine: Engine, request: DispatchRequest) -> None:
     if not room_claimed and not await _take_room(engine, record):
         await ctx.leases.release(record.id)
         return
-    result = await engine.move(record, DispatchState.DISPATCHING, "intake", fields={"attempts": 1})
+    # The version we read as `requested`: a replica that read it late (its entry was taken
+    # over meanwhile) must not move an already dispatched record back to dispatching.
+    result = await engine.move(
+        record,
+        DispatchState.DISPATCHING,
+        "intake",
+        fields={"attempts": 1},
+        expected_version=record.version,
+    )
     if not result.applied:
         await ctx.leases.release(record.id)
         return
+    await settle()
     try:
         with dispatch_span(record, "dispatcher.dispatch"):
             await engine.attempt(record, 1, look_first=False)
@@ -98,5 +115,5 @@ async def _take_room(engine: Engine, record: DispatchRecord) -> bool:
     if previous is None or previous.is_terminal:
         return await io(ctx.rooms.take_over(record.room, owner, record.id))
     detail = {"error": f"room {record.room} already has dispatch {owner} ({previous.state})"}
-    await engine.fail(record, FailureReason.LIVEKIT_REJECTED, "intake", detail)
+    await engine.fail(record, FailureReason.LIVEKIT_REJECTED, "intake", detail, record.version)
     return False

@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dispatcher.engine import Engine, LeaseBusy
 from dispatcher.intake import start_dispatch
-from dispatcher.overhead import step
+from dispatcher.overhead import io, step
 from dispatcher.signals import from_worker_event
 from dispatcher.tracking import Tracker
 
@@ -169,9 +169,17 @@ class Loops:
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             await self.requests.dead_letter(entry, f"invalid request: {error}")
             return
+        acked = False
+
+        async def settle() -> None:
+            nonlocal acked
+            if not acked:
+                await io(self.requests.ack(entry.entry_id))
+                acked = True
+
         with step(self.ctx.metrics.own_overhead, "request") as clock:
             try:
-                await start_dispatch(self.engine, request)
+                await start_dispatch(self.engine, request, settle)
             except asyncio.CancelledError:
                 await self._hand_back(request.dispatch_id)
                 raise
@@ -181,7 +189,7 @@ class Loops:
             except LeaseBusy:
                 return  # left pending: claimed again after DISPATCHER_CLAIM_IDLE_SECONDS
         self.engine.account(request.dispatch_id, clock.own_seconds(), request=True, speaking=False)
-        await self.requests.ack(entry.entry_id)
+        await settle()
 
     async def _hand_back(self, dispatch_id: str) -> None:
         """Draining ran out of time: let another replica resume it now."""
