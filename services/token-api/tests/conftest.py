@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from token_api.app import create_app
-from token_api.testing import API_KEY, LIVEKIT_KEY, LIVEKIT_SECRET, OTHER_API_KEY
+from token_api.testing import API_KEY, LIVEKIT_KEY, LIVEKIT_SECRET, OTHER_API_KEY, serving
 
 
 @pytest.fixture
@@ -69,24 +69,5 @@ async def dispatcher_group(redis_client: Redis, keys: Keys) -> str:
 @pytest_asyncio.fixture
 async def live_url(app: Litestar, redis_client: Redis) -> AsyncIterator[str]:
     """The app served by uvicorn on a free loopback port (real streaming, real sockets)."""
-    import asyncio
-    import socket
-
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with serving(app) as url:
+        yield url

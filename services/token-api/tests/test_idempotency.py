@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from agentline.keys import Keys
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
-
-from agentline.keys import Keys
 from token_api.testing import AUTH, OTHER_API_KEY
 
 Client = AsyncTestClient[Litestar]
@@ -67,7 +66,7 @@ async def test_unanswered_reservation_is_answered_from_the_record(
     that dispatch (and a token for its room), not a second one."""
     headers = {**AUTH, "Idempotency-Key": "crash"}
     first = await client.post("/v1/sessions", json={"room": "crash-room"}, headers=headers)
-    answer_keys = [k async for k in redis_client.scan_iter(match=f"*:idem:session:*crash")]
+    answer_keys = [k async for k in redis_client.scan_iter(match="*:idem:session:*crash")]
     assert len(answer_keys) == 1
     await redis_client.hset(answer_keys[0], "status", "0")  # as if never answered
     await redis_client.hdel(answer_keys[0], "body")

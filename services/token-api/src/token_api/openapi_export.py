@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from agentline.settings import TokenApiSettings
+from agentline.settings import Environment, TokenApiSettings
 
 from token_api.app import create_app
 
@@ -14,7 +14,7 @@ from token_api.app import create_app
 def schema_json() -> str:
     """The schema as committed: stable key order, ending with a newline."""
     # Fixed settings: the schema must not depend on who exports it.
-    app = create_app(TokenApiSettings(environment="development"))
+    app = create_app(TokenApiSettings(environment=Environment.DEVELOPMENT))
     return json.dumps(app.openapi_schema.to_schema(), indent=2, sort_keys=True) + "\n"
 
 

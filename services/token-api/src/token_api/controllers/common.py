@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from agentline.settings import TokenApiSettings
@@ -47,12 +47,15 @@ def problem_responses(*codes: int) -> dict[int, ResponseSpec]:
 
 AUTHED = (401, 429, 503)
 
-IDEMPOTENCY_HEADER = HeaderParameter(
-    name="Idempotency-Key",
-    required=False,
-    max_length=255,
-    description="Replay protection: the same key and body return the first answer",
-)
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        max_length=255,
+        description="Replay protection: the same key and body return the first answer",
+    ),
+]
 
 
 def provide_app_state(state: State) -> AppState:

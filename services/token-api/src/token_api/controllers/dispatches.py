@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
@@ -13,7 +13,7 @@ from token_api import sessions, status
 from token_api.auth import require_api_key
 from token_api.controllers.common import (
     AUTHED,
-    IDEMPOTENCY_HEADER,
+    IdempotencyKey,
     answer_once,
     problem_responses,
 )
@@ -43,7 +43,7 @@ class DispatchController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[DispatchCreate],
         app_state: NamedDependency[AppState],
-        idempotency_key: str | None = IDEMPOTENCY_HEADER,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[DispatchLink]:
         async def produce(key: str | None) -> DispatchLink:
             with sessions.dispatch_span(request.headers, "POST /v1/dispatches"):
@@ -94,9 +94,12 @@ class DispatchController(Controller):
         self,
         dispatch_id: FromPath[str],
         app_state: NamedDependency[AppState],
-        last_event_id: str | None = HeaderParameter(
-            name="Last-Event-ID", required=False, description="Resume after this event id"
-        ),
+        last_event_id: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Last-Event-ID", required=False, description="Resume after this event id"
+            ),
+        ] = None,
     ) -> ServerSentEvent:
         after = checked_last_event_id(last_event_id)
         if not await app_state.redis.exists(

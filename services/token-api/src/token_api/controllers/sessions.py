@@ -12,7 +12,7 @@ from token_api import sessions
 from token_api.auth import require_api_key
 from token_api.controllers.common import (
     AUTHED,
-    IDEMPOTENCY_HEADER,
+    IdempotencyKey,
     answer_once,
     problem_responses,
 )
@@ -42,7 +42,7 @@ class SessionController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[SessionCreate],
         app_state: NamedDependency[AppState],
-        idempotency_key: str | None = IDEMPOTENCY_HEADER,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[SessionCreated]:
         async def produce(key: str | None) -> SessionCreated:
             with sessions.dispatch_span(request.headers, "POST /v1/sessions"):
@@ -64,7 +64,7 @@ class SessionController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[TokenCreate],
         app_state: NamedDependency[AppState],
-        idempotency_key: str | None = IDEMPOTENCY_HEADER,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[SessionToken]:
         async def produce(_: str | None) -> SessionToken:
             return sessions.create_token(app_state, data)
