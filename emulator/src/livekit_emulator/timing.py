@@ -88,6 +88,7 @@ class RealTiming(Timing):
         self._last_activity = now
         if self._cache_ready_at > now:
             await asyncio.sleep(self._cache_ready_at - now)
+            self._last_activity = loop.time()
         async with self._pool:
             if agent_name == "" and not has_workers():
                 await asyncio.sleep(UNSERVED_DEFAULT_HOLD_S)
