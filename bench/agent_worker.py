@@ -11,6 +11,7 @@ in every process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import Counter
@@ -53,6 +54,17 @@ def _memory(pids: list[int]) -> dict[str, Any]:
             "rss_mb": stats(rss)}  # fmt: skip
 
 
+def _idle_pids(worker_pid: int, job_pids: list[int]) -> list[int]:
+    """Warm job processes without a job: children of the forkserver that run nothing."""
+    busy = set(job_pids)
+    pids = []
+    for child in psutil.Process(worker_pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if child.pid not in busy and child.ppid() != worker_pid:
+                pids.append(child.pid)
+    return pids
+
+
 async def _burst(redis_url: str) -> dict[str, Any]:
     namespace = new_id("bench")
     async with (
@@ -89,6 +101,7 @@ async def _burst(redis_url: str) -> dict[str, Any]:
             await asyncio.sleep(1.0)  # let the jobs settle before measuring memory
             _, stats_now = await worker.get("/stats")
             memory = _memory(stats_now["job_pids"])
+            memory["idle_process"] = _memory(_idle_pids(worker.proc.pid, stats_now["job_pids"]))
             for i in range(JOBS):
                 await lk.room.delete_room(api.DeleteRoomRequest(room=f"bench-room-{i}"))
         finally:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from agentline.ids import now_ms
 from agentline.keys import Keys
 from agentline.registry import WorkerRegistry
 from agentline.schema import WorkerEvent, WorkerInfo
-from agentline.worker_events import WorkerEventPublisher
+from agentline.worker_events import WORKER_EVENTS_MAXLEN
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -30,8 +32,15 @@ class EventSink(Protocol):
 
 
 class RedisEventSink:
-    def __init__(self, redis: Redis, keys: Keys, max_queued: int = 10_000) -> None:
-        self._publisher = WorkerEventPublisher(redis, keys)
+    """Writes queued events in batches: one pipelined round trip per burst, so a burst of job
+    requests costs the event loop a few Redis calls rather than one per event."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, max_queued: int = 10_000, batch: int = 200
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._batch = batch
         self._queue: collections.deque[WorkerEvent] = collections.deque(maxlen=max_queued)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -53,18 +62,34 @@ class RedisEventSink:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                event = self._queue[0]
+                events = list(itertools.islice(self._queue, self._batch))
                 try:
-                    await self._publisher.publish(event)
+                    await self._write(events)
                 except (RedisError, OSError) as exc:
-                    log.warning("worker event not written yet (%s); retrying", exc)
+                    log.warning("worker events not written yet (%s); retrying", exc)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 backoff = 0.1
-                self.published += 1
-                if self._queue and self._queue[0] is event:
-                    self._queue.popleft()
+                self.published += len(events)
+                # events dropped from the left while writing are not in front any more
+                for event in events:
+                    if self._queue and self._queue[0] is event:
+                        self._queue.popleft()
+
+    async def _write(self, events: list[WorkerEvent]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                fields = event.to_fields()
+                if fields.get("at_ms", "0") == "0":
+                    fields["at_ms"] = str(now_ms())
+                pipe.xadd(
+                    self._keys.worker_events,
+                    fields,  # type: ignore[arg-type]
+                    maxlen=WORKER_EVENTS_MAXLEN,
+                    approximate=True,
+                )
+            await pipe.execute()
 
     async def flush(self, within_s: float) -> bool:
         """Wait until everything queued is written (at shutdown)."""
