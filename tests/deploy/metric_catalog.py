@@ -92,7 +92,7 @@ def token_api_series() -> set[str]:
     names: set[str] = set()
     for value in vars(token_metrics).values():
         if isinstance(value, MetricWrapperBase):
-            names |= _series(value._name, value._type)
+            names |= _series(value._name, str(value._type))
     for module in (ROOT / "services" / "token-api" / "src").rglob("*.py"):
         for prefix in _prometheus_config_prefixes(module):
             names |= _litestar_series(prefix)

@@ -34,7 +34,7 @@ EXTERNAL_SECRETS = {
 
 def variables_read_by(settings_cls: type[CommonSettings]) -> set[str]:
     """Every environment variable name the settings class accepts."""
-    names = set()
+    names: set[str] = set()
     prefix = str(settings_cls.model_config.get("env_prefix", ""))
     for field, info in settings_cls.model_fields.items():
         alias = info.validation_alias

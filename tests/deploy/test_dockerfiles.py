@@ -18,11 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from agentline.settings import AgentWorkerSettings, DispatcherSettings, TokenApiSettings
+from agentline.settings import (
+    AgentWorkerSettings,
+    CommonSettings,
+    DispatcherSettings,
+    TokenApiSettings,
+)
 from deploy_support import ROOT
 
 DOCKER = ROOT / "deploy" / "docker"
-SERVICES = {
+SERVICES: dict[str, type[CommonSettings]] = {
     "token-api": TokenApiSettings,
     "dispatcher": DispatcherSettings,
     "agent-worker": AgentWorkerSettings,
