@@ -275,3 +275,33 @@ async def test_bad_requests_do_not_end_the_session(
     assert pong.last_ping_timestamp == 42
     assert "clumsy" in emu.state.rooms[ROOM].participants
     await client.ws.close()
+
+
+async def test_attributes_update_is_acknowledged_and_announced(
+    emu: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    watcher, _ = await join(http, emu, "watcher")
+    agent, _ = await join(http, emu, "agent-1", kind="agent", can_update_metadata=True)
+    await watcher.next("update")  # agent joined
+    await agent.send(
+        update_metadata=rtc.UpdateParticipantMetadata(
+            attributes={"lk.agent.state": "speaking"}, request_id=5
+        )
+    )
+    ack = await agent.next("request_response")
+    assert (ack.request_id, ack.reason) == (5, rtc.RequestResponse.Reason.OK)
+    update = await watcher.next("update")
+    assert update.participants[0].attributes["lk.agent.state"] == "speaking"
+    assert emu.state.rooms[ROOM].participants["agent-1"].attributes == {
+        "lk.agent.state": "speaking"
+    }
+
+    # Without canUpdateOwnMetadata the request is refused and nothing changes.
+    await watcher.send(
+        update_metadata=rtc.UpdateParticipantMetadata(metadata="sneaky", request_id=6)
+    )
+    refused = await watcher.next("request_response")
+    assert (refused.request_id, refused.reason) == (6, rtc.RequestResponse.Reason.NOT_ALLOWED)
+    assert emu.state.rooms[ROOM].participants["watcher"].metadata == ""
+    await agent.ws.close()
+    await watcher.ws.close()

@@ -151,6 +151,24 @@ class RtcHub:
             await other.subscriber.remove(pub.track.sid)
         await pub.stop()
 
+    def update_metadata(
+        self, member: Member, name: str, metadata: str, attributes: dict[str, str]
+    ) -> None:
+        """Empty ``name``/``metadata`` leave them as they are; an attribute set to "" is
+        deleted (the server's rules)."""
+        participant = member.participant
+        if name:
+            participant.name = name
+        if metadata:
+            participant.metadata = metadata
+        for key, value in attributes.items():
+            if value:
+                participant.attributes[key] = value
+            else:
+                participant.attributes.pop(key, None)
+        participant.version += 1
+        self.broadcast(member.room, participant)
+
     def set_muted(self, member: Member, track_sid: str, muted: bool) -> bool:
         track = member.participant.tracks.get(track_sid)
         if track is None or track.muted == muted:

@@ -6,6 +6,7 @@
 Events (one JSON object per line, ``t_ms`` since start): ``connected`` (``connect_ms`` as
 ``Room.connect`` took), ``published`` (``publish_ms`` as ``publish_track`` took),
 ``participant_connected``, ``participant_disconnected``, ``track_subscribed``,
+``attributes_changed``,
 ``audio`` (per subscribed track: frames, non-silent frames, peak RMS; on the first non-silent
 frame and at the end), ``left``, ``error``. With ``--stdin-control`` it leaves when stdin
 closes or reads a line; otherwise after ``--duration`` seconds. Needs the ``livekit`` (rtc)
@@ -95,6 +96,10 @@ async def run(args: argparse.Namespace) -> int:
     def _left(p: Any) -> None:
         emit("participant_disconnected", identity=p.identity, sid=p.sid)
 
+    @room.on("participant_attributes_changed")
+    def _attributes(changed: dict[str, str], p: Any) -> None:
+        emit("attributes_changed", identity=p.identity, changed=dict(changed))
+
     @room.on("track_subscribed")
     def _subscribed(track: Any, pub: Any, p: Any) -> None:
         emit("track_subscribed", identity=p.identity, track_sid=pub.sid, kind=int(track.kind))
@@ -121,6 +126,7 @@ async def run(args: argparse.Namespace) -> int:
         sid=room.local_participant.sid,
         room_sid=await room.sid,
         others=[p.identity for p in room.remote_participants.values()],
+        attributes={p.identity: dict(p.attributes) for p in room.remote_participants.values()},
     )
     stop = asyncio.Event()
     if args.tone:

@@ -214,12 +214,32 @@ class SignalSession:
             )
         elif kind == "ping":
             self.send(rtc.SignalResponse(pong=time.time_ns() // 1_000_000))
+        elif kind == "update_metadata":
+            self._on_update_metadata(request.update_metadata)
         elif kind == "leave":
             self.send(rtc.SignalResponse(leave=rtc.LeaveRequest(reason=CLIENT_INITIATED)))
             self._leave_reason = CLIENT_INITIATED
             self._left = True
         else:
             log.debug("%s: %s not handled by the emulator", self.participant.identity, kind)
+
+    def _on_update_metadata(self, req: rtc.UpdateParticipantMetadata) -> None:
+        """``set_attributes`` / ``set_metadata`` / ``set_name`` (an agent's ``lk.agent.state``):
+        applied, announced to the room, acknowledged with a ``RequestResponse``."""
+        allowed = bool(self.participant.permission.can_update_metadata)
+        if allowed:
+            self.hub.update_metadata(self, req.name, req.metadata, dict(req.attributes))
+        reason = rtc.RequestResponse.Reason.OK if allowed else rtc.RequestResponse.NOT_ALLOWED
+        self.send(
+            rtc.SignalResponse(
+                request_response=rtc.RequestResponse(
+                    request_id=req.request_id,
+                    reason=reason,
+                    message="" if allowed else "does not have permission to update own metadata",
+                    update_metadata=req,
+                )
+            )
+        )
 
     async def _on_offer(self, offer: rtc.SessionDescription) -> None:
         self.timeline.setdefault("first_offer", self._ms())

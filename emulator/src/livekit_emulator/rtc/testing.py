@@ -42,6 +42,7 @@ def participant_token(
     kind: str = "",
     can_publish: bool = True,
     can_subscribe: bool = True,
+    can_update_metadata: bool = False,
     ttl_s: int = 600,
 ) -> str:
     """A join token as a backend would mint it for a frontend."""
@@ -50,7 +51,11 @@ def participant_token(
         .with_identity(identity)
         .with_grants(
             api.VideoGrants(
-                room_join=True, room=room, can_publish=can_publish, can_subscribe=can_subscribe
+                room_join=True,
+                room=room,
+                can_publish=can_publish,
+                can_subscribe=can_subscribe,
+                can_update_own_metadata=can_update_metadata,
             )
         )
         .with_ttl(datetime.timedelta(seconds=ttl_s))

@@ -6,7 +6,7 @@ listens to the room: the recipe for running a stock worker against the emulator:
 
 It prints JSON lines (``t_ms`` since the job started): ``registered`` (worker id), then per
 job ``job`` (room), ``connected`` (``connect_ms`` as ``ctx.connect()`` took), ``published``
-(``publish_ms``), ``heard`` (first non-silent frame from a remote participant). The worker runs
+(``publish_ms``), ``attributes_set`` (``lk.agent.state`` = speaking), ``heard`` (first non-silent frame from a remote participant). The worker runs
 until SIGTERM/SIGINT. Needs ``livekit-agents`` and an interface other than loopback.
 """
 
@@ -89,6 +89,10 @@ async def entrypoint(ctx: Any) -> None:
         track_sid=pub.sid,
     )
     tasks.add(asyncio.create_task(_tone(source, float(os.environ.get("TONE_AGENT_HZ", "330")))))
+    # What livekit-agents' AgentSession announces while it talks.
+    started = time.perf_counter()
+    await ctx.room.local_participant.set_attributes({"lk.agent.state": "speaking"})
+    emit("attributes_set", t0, ms=round((time.perf_counter() - started) * 1000, 1))
 
 
 async def serve(agent_name: str) -> None:
