@@ -17,6 +17,7 @@ from deploy_support import (
     find,
     manifests,
     merge,
+    render_chart,
     strip_template,
 )
 from helm_python import HelmError
@@ -355,3 +356,13 @@ def test_missing_required_values_fail_with_a_clear_message(
 ) -> None:
     with pytest.raises(HelmError, match=message):
         manifests(values)
+
+
+def test_notes_tell_where_webhooks_go_and_which_agent_name_to_use() -> None:
+    notes = render_chart(PROFILES["everything-on"])["agentline/templates/NOTES.txt"]
+    assert "https://hooks.agentline.example.com/webhooks/livekit" in notes
+    assert "https://api.voice.example.com/" in notes
+    assert 'agent_name "travel-assistant"' in notes
+    plain = render_chart(MINIMAL)["agentline/templates/NOTES.txt"]
+    assert f"http://{RELEASE}-agentline-dispatcher.{NAMESPACE}.svc:80/webhooks/livekit" in plain
+    assert "metrics.serviceMonitor.enabled=true" in plain
