@@ -286,3 +286,18 @@ def test_promtool_check_metrics_is_clean_for_our_metrics(
 )
 def test_promtool_check_metrics_is_clean(run: Run, promtool: str, service: str) -> None:
     assert promtool_problems(promtool, run.expositions[service]) == []
+
+
+@pytest.mark.timeout(300)
+def test_the_chart_probes_answer_on_the_running_services(run: Run) -> None:
+    """The paths and ports the Deployments probe are the ones the services serve."""
+    objects = manifests(MINIMAL)
+    with run.system.ns.entered():
+        for service, port in TARGETS.items():
+            (deployment,) = find(objects, "Deployment", service)
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            assert container["ports"][0]["containerPort"] == port
+            for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
+                path = container[probe_name]["httpGet"]["path"]
+                answer = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+                assert answer.status_code == 200, (service, path, answer.text[:200])
