@@ -78,17 +78,17 @@ class Driver:
             golden.same(g["response"]["body"], ours)
         return ours
 
-    async def poll_until_running(self, room: str) -> int:
-        polls = 0
+    async def poll_until_running(self, room: str, since: float) -> float:
+        """Poll ListDispatch every 250 ms until a job is JS_RUNNING: seconds since ``since``."""
+        loop = asyncio.get_running_loop()
         while True:
-            polls += 1
             _, body = await self.call("ListDispatch", {"room": room}, room)
             if any(
                 j["state"]["status"] == "JS_RUNNING"
                 for d in body["agent_dispatches"]
                 for j in d["state"]["jobs"]
             ):
-                return polls
+                return loop.time() - since
             await asyncio.sleep(0.25)
 
 
@@ -108,6 +108,7 @@ async def test_main_scenario_matches_the_golden_traces() -> None:
         register = await worker.register("golden-agent")
         golden.same(frames("main_worker_golden-agent", "register")[0], as_dict(register))
 
+        created = asyncio.get_running_loop().time()
         dispatch_id = (await drive.check("create_dispatch_room_absent"))["id"]
         await drive.check("list_dispatch_right_after_create")
 
@@ -129,9 +130,9 @@ async def test_main_scenario_matches_the_golden_traces() -> None:
         emu.rooms.join(room, participant)
         emu.rooms.publish(room, participant, Track(sid="TR_AMx", name="agent-tone", mid="7"))
 
-        # the job shows in ListDispatch only ~5 s later (21 polls at 250 ms on the real server)
-        polls = await drive.poll_until_running("golden-room")
-        assert 17 <= polls <= 23, polls
+        # the job shows in ListDispatch only ~5 s later (21st poll at 250 ms on the real server)
+        elapsed = await drive.poll_until_running("golden-room", created)
+        assert 4.9 <= elapsed <= 6.5, elapsed
         await drive.check("list_dispatch_job_running")
 
         _, listed = await drive.call("ListParticipants", {"room": "golden-room"}, "golden-room")
@@ -196,8 +197,8 @@ async def test_room_configuration_scenario_matches_the_golden_traces() -> None:
         await worker.answer(availability.job)
         assignment = (await worker.recv("assignment")).assignment
         golden.same(frames("room_config_dispatch", "assignment")[0]["job"], as_dict(assignment.job))
-        polls = await drive.poll_until_running("golden-roomcfg")
-        assert 17 <= polls <= 23, polls
+        elapsed = await drive.poll_until_running("golden-roomcfg", start)
+        assert 4.9 <= elapsed <= 6.5, elapsed
         _, running = await drive.call("ListDispatch", {"room": "golden-roomcfg"}, "golden-roomcfg")
         golden.same(g["job_running"]["response"]["body"], running)
 

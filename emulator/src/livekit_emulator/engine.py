@@ -33,6 +33,7 @@ RUNNING = agent.JobStatus.JS_RUNNING
 SUCCESS = agent.JobStatus.JS_SUCCESS
 FAILED = agent.JobStatus.JS_FAILED
 AVAILABLE = agent.WorkerStatus.WS_AVAILABLE
+JT_ROOM = agent.JobType.JT_ROOM
 
 NO_WORKER = "no worker is available"
 AVAILABILITY_TIMEOUT = "agent worker availability timeout"
@@ -100,17 +101,24 @@ class DispatchEngine:
 
     # -- job requests -----------------------------------------------------------------------
 
+    @staticmethod
+    def _eligible(w: Worker) -> bool:
+        # Room jobs of the default namespace: the real server keys its workers by
+        # (agent_name, namespace, job type).
+        return w.status == AVAILABLE and not w.closed and not w.namespace and w.job_type == JT_ROOM
+
     def has_available_worker(self, agent_name: str) -> bool:
         return any(
-            w.status == AVAILABLE and not w.closed
-            for w in self._state.workers_by_name.get(agent_name, {}).values()
+            self._eligible(w) for w in self._state.workers_by_name.get(agent_name, {}).values()
         )
 
     def select_worker(self, agent_name: str, attempted: set[str]) -> Worker | None:
+        """The real server's choice: among the AVAILABLE workers of that agent name not yet
+        tried, the one with running jobs and the highest load, else the first registered."""
         selected: Worker | None = None
         max_load = 0.0
         for w in self._state.workers_by_name.get(agent_name, {}).values():
-            if w.id in attempted or w.closed or w.status != AVAILABLE:
+            if w.id in attempted or not self._eligible(w):
                 continue
             if w.running_jobs and w.load > max_load:
                 selected, max_load = w, w.load

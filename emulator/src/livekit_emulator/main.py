@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds a worker has to answer an availability request (default 10)",
     )
+    p.add_argument(
+        "--assignment-url",
+        default="",
+        help="URL put in JobAssignment (the real server leaves it empty: workers keep theirs)",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -91,6 +96,7 @@ async def _run(args: argparse.Namespace) -> None:
         departure_timeout=args.departure_timeout,
         empty_timeout=args.empty_timeout,
         availability_timeout=args.availability_timeout,
+        assignment_url=args.assignment_url,
     )
     emu = Emulator(config)
     await emu.start(args.host, args.port)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from livekit.protocol import models
+
 from .model import Job, Room, Worker
 
 HISTORY = 10_000
@@ -79,7 +81,11 @@ class State:
                             "attributes": dict(p.attributes),
                             "job_id": p.job_id,
                             "tracks": [
-                                {"sid": t.sid, "name": t.name, "source": t.source}
+                                {
+                                    "sid": t.sid,
+                                    "name": t.name,
+                                    "source": models.TrackSource.Name(t.source),  # type: ignore[arg-type]
+                                }
                                 for t in p.tracks.values()
                             ],
                         }
