@@ -72,7 +72,8 @@ async def _burst(redis_url: str) -> dict[str, Any]:
         running_standin(StandinConfig(pace=1.0)) as standin,
         running_worker(emu.ws_url, KEY, SECRET, redis_url=redis_url, namespace=namespace,
                        openai_base_url=standin.url, max_jobs=JOBS,
-                       idle_processes=IDLE_PROCESSES, ready_within=180) as worker,
+                       idle_processes=IDLE_PROCESSES, ready_within=180,
+                       extra_env={"LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO")}) as worker,
     ):  # fmt: skip
         lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
         try:

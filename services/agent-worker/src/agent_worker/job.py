@@ -103,14 +103,16 @@ class JobRun:
         if event.error is not None:
             stage = "model" if event.error.type == "realtime_model_error" else "session"
             error = event.error.error
-            self.fail(
-                stage, describe_exception(error) if isinstance(error, BaseException) else str(error)
-            )
+            detail = describe_exception(error) if isinstance(error, BaseException) else str(error)
+            self.fail(stage, detail)
         elif event.reason == CloseReason.PARTICIPANT_DISCONNECTED:
             self.end("caller left")
-        elif event.reason != CloseReason.JOB_SHUTDOWN:
-            self.end(f"session closed: {event.reason.value}")
-        # JOB_SHUTDOWN: the shutdown callback reports, with the shutdown's own reason
+        elif event.reason == CloseReason.TASK_COMPLETED:
+            self.end("conversation completed")
+        else:
+            # JOB_SHUTDOWN / USER_INITIATED: the job is shutting down (the framework closes
+            # the session first); the shutdown callback reports it with the shutdown's reason
+            self.ctx.shutdown(reason="session closed")
 
     async def on_shutdown(self, reason: str) -> None:
         if not self.terminal:

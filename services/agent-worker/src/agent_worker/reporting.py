@@ -41,6 +41,7 @@ class RedisEventSink:
         self._redis = redis
         self._keys = keys
         self._batch = batch
+        self._batch_window_s = 0.01
         self._queue: collections.deque[WorkerEvent] = collections.deque(maxlen=max_queued)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -60,6 +61,9 @@ class RedisEventSink:
         backoff = 0.1
         while True:
             await self._wakeup.wait()
+            # a short window lets a burst (50 job requests at once) go out as one batch
+            # instead of interleaving a Redis round trip with every request being answered
+            await asyncio.sleep(self._batch_window_s)
             self._wakeup.clear()
             while self._queue:
                 events = list(itertools.islice(self._queue, self._batch))

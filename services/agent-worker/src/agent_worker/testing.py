@@ -131,6 +131,7 @@ async def running_worker(
     openai_api_key: str | None = None,
     # importing livekit-agents twice (worker, forkserver) takes ~10 s of CPU
     ready_within: float = 60.0,
+    extra_env: dict[str, str] | None = None,
     **settings: str | int | float,
 ) -> AsyncIterator[WorkerProcess]:
     """Start ``python -m agent_worker`` with ``AGENT_WORKER_<NAME>`` set from ``settings``
@@ -147,6 +148,7 @@ async def running_worker(
     if openai_api_key is not None:
         env["OPENAI_API_KEY"] = openai_api_key
     env.update({f"AGENT_WORKER_{k.upper()}": str(v) for k, v in settings.items()})
+    env.update(extra_env or {})
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent_worker", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
