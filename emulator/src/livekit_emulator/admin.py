@@ -21,7 +21,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _emu(request: web.Request) -> Emulator:
-    return request.app[EMULATOR]  # type: ignore[no-any-return]
+    return request.app[EMULATOR]
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

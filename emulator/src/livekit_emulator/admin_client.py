@@ -49,7 +49,7 @@ class EmulatorAdmin:
 
     async def state(self) -> dict[str, Any]:
         """Rooms, participants, dispatches, jobs, workers, agents per room, faults, webhooks."""
-        return await self._request("GET", "/emulator/state")  # type: ignore[no-any-return]
+        return await self._request("GET", "/emulator/state")
 
     async def reset(self) -> None:
         await self._request("POST", "/emulator/reset")
@@ -110,7 +110,7 @@ class EmulatorAdmin:
             "reset_connection": reset_connection,
             "count": count,
         }
-        return await self._request("POST", "/emulator/faults", body)  # type: ignore[no-any-return]
+        return await self._request("POST", "/emulator/faults", body)
 
     async def clear_faults(self) -> None:
         await self._request("DELETE", "/emulator/faults")
@@ -132,9 +132,7 @@ class EmulatorAdmin:
     async def webhooks(
         self, drop: bool | None = None, delay_s: float | None = None
     ) -> dict[str, Any]:
-        return await self._request(  # type: ignore[no-any-return]
-            "POST", "/emulator/webhooks", {"drop": drop, "delay_s": delay_s}
-        )
+        return await self._request("POST", "/emulator/webhooks", {"drop": drop, "delay_s": delay_s})
 
     async def agents_in_room(self, room: str) -> list[str]:
         data = await self._request("GET", f"/emulator/agents?room={quote(room, safe='')}")

@@ -128,7 +128,7 @@ class Participant:
             attributes=self.attributes,
             disconnect_reason=self.disconnect_reason,  # type: ignore[arg-type]
             client_protocol=CLIENT_PROTOCOL,
-            capabilities=list(CLIENT_CAPABILITIES),  # type: ignore[arg-type]
+            capabilities=list(CLIENT_CAPABILITIES),
         )
 
     def ref_proto(self) -> models.ParticipantInfo:
@@ -183,7 +183,7 @@ class Job:
             "room": self.room_name,
             "worker_id": self.worker_id,
             "participant_identity": self.participant_identity,
-            "status": agent.JobStatus.Name(self.status),  # type: ignore[arg-type]
+            "status": agent.JobStatus.Name(self.status),
             "error": self.error,
             "reported": list(self.reported),
             "dropped_reason": self.dropped_reason,
@@ -309,7 +309,7 @@ class Worker:
             "agent_name": self.agent_name,
             "namespace": self.namespace,
             "version": self.version,
-            "status": agent.WorkerStatus.Name(self.status),  # type: ignore[arg-type]
+            "status": agent.WorkerStatus.Name(self.status),
             "load": round(self.load, 4),
             "job_count": self.job_count,
             "draining": self.draining,

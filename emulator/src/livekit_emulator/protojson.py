@@ -36,8 +36,9 @@ def _fill_unpopulated(msg: Message, out: dict[str, Any]) -> None:
         if field.type != _MESSAGE:
             continue
         name = field.name
-        if field.message_type.GetOptions().map_entry:
-            value_field = field.message_type.fields_by_name["value"]
+        entry: Any = field.message_type
+        if entry.GetOptions().map_entry:
+            value_field = entry.fields_by_name["value"]
             if value_field.type == _MESSAGE:
                 mapping = getattr(msg, name)
                 for key, sub in out.get(name, {}).items():
@@ -53,7 +54,7 @@ def _fill_unpopulated(msg: Message, out: dict[str, Any]) -> None:
             out[name] = None
 
 
-def _map_key(field: FieldDescriptor, key: str) -> Any:
+def _map_key(field: Any, key: str) -> Any:
     key_type = field.message_type.fields_by_name["key"].type
     if key_type == FieldDescriptor.TYPE_STRING:
         return key

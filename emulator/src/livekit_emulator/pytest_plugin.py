@@ -20,13 +20,15 @@ from typing import Any
 
 import pytest
 
+from .config import DEFAULT_API_KEY, DEFAULT_API_SECRET
+from .testing import RunningEmulator, running_emulator
+
+_async_fixture: Any
 try:  # the fixtures are async: pytest-asyncio runs them (plain pytest.fixture in auto mode)
     from pytest_asyncio import fixture as _async_fixture
 except ImportError:  # pragma: no cover
     _async_fixture = pytest.fixture
 
-from .config import DEFAULT_API_KEY, DEFAULT_API_SECRET
-from .testing import RunningEmulator, running_emulator
 
 
 @_async_fixture

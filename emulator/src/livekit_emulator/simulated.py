@@ -191,7 +191,7 @@ class SimulatedWorker:
             self._finish(sim, status=agent.JobStatus.JS_FAILED, error="room not found")
             return
         sim.room = room
-        room.on_close.append(lambda _room, sim=sim: self._finish(sim))
+        room.on_close.append(lambda _room: self._finish(sim))
         if self.spec.join:
             delay = self._delay(self.spec.join_delay_s, self._emu.timing.agent_join_delay)
             self._later(sim, delay, self._join, sim)
@@ -209,7 +209,7 @@ class SimulatedWorker:
         claims = unverified_claims(sim.token)
         participant = participant_from_claims(claims, origin="simulated")
         participant.job_id = sim.job.id
-        participant.on_leave.append(lambda _p, sim=sim: self._finish(sim))
+        participant.on_leave.append(lambda _p: self._finish(sim))
         sim.participant = participant
         self._emu.rooms.join(room, participant)
         if self.spec.publish_audio:
@@ -235,7 +235,7 @@ class SimulatedWorker:
     def _finish(
         self,
         sim: SimJob,
-        status: int = agent.JobStatus.JS_SUCCESS,
+        status: agent.JobStatus = agent.JobStatus.JS_SUCCESS,
         error: str = "",
         report: bool = True,
     ) -> None:

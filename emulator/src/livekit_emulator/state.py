@@ -84,7 +84,7 @@ class State:
                                 {
                                     "sid": t.sid,
                                     "name": t.name,
-                                    "source": models.TrackSource.Name(t.source),  # type: ignore[arg-type]
+                                    "source": models.TrackSource.Name(t.source),
                                 }
                                 for t in p.tracks.values()
                             ],

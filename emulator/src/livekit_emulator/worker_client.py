@@ -59,7 +59,7 @@ class RawWorker:
     async def register(
         self,
         agent_name: str,
-        status: int | None = agent.WorkerStatus.WS_AVAILABLE,
+        status: agent.WorkerStatus | None = agent.WorkerStatus.WS_AVAILABLE,
         load: float = 0.0,
     ) -> agent.RegisterWorkerResponse:
         await self.send(
@@ -84,7 +84,9 @@ class RawWorker:
             await self.update_status(status, load)
         return reply
 
-    async def update_status(self, status: int, load: float = 0.0, job_count: int = 0) -> None:
+    async def update_status(
+        self, status: agent.WorkerStatus, load: float = 0.0, job_count: int = 0
+    ) -> None:
         await self.send(
             agent.WorkerMessage(
                 update_worker=agent.UpdateWorkerStatus(
@@ -100,7 +102,7 @@ class RawWorker:
             res.participant_attributes["lk.agent.name"] = job.agent_name
         await self.send(agent.WorkerMessage(availability=res))
 
-    async def update_job(self, job_id: str, status: int, error: str = "") -> None:
+    async def update_job(self, job_id: str, status: agent.JobStatus, error: str = "") -> None:
         await self.send(
             agent.WorkerMessage(
                 update_job=agent.UpdateJobStatus(job_id=job_id, status=status, error=error)
