@@ -104,3 +104,34 @@ async def test_two_sdk_participants_hear_each_other(netns: NetNamespace) -> None
             for probe in (alice, bob):
                 if probe is not None and probe.process.returncode is None:
                     await probe.leave()
+
+
+async def test_manual_subscription_without_auto_subscribe(netns: NetNamespace) -> None:
+    """``auto_subscribe=False`` then ``set_subscribed(True)`` per audio track (what
+    livekit-agents' ``AutoSubscribe.AUDIO_ONLY`` does): nothing arrives before the
+    subscription, the audio after it."""
+    async with running_emulator(keys={KEY: SECRET}, host=netns.server_ip) as emu:
+        alice = await spawn_probe(
+            netns, emu.ws_url, participant_token(KEY, SECRET, ROOM, "alice"), tone_hz=440
+        )
+        bob = None
+        try:
+            track_sid = (await alice.wait_for("published"))["track_sid"]
+            bob = await spawn_probe(
+                netns,
+                emu.ws_url,
+                participant_token(KEY, SECRET, ROOM, "bob"),
+                name="bob",
+                auto_subscribe=False,
+            )
+            await bob.wait_for("track_subscribed", identity="alice", track_sid=track_sid)
+            await bob.wait_for("audio", track_sid=track_sid, first_nonsilent=True)
+            [bob_session] = [
+                s for s in emu.emulator.rtc.sessions if s.participant.identity == "bob"
+            ]
+            assert not bob_session.auto_subscribe  # the SDK asked for auto_subscribe=0
+            assert bob_session.subscriber.has(track_sid)
+        finally:
+            for probe in (alice, bob):
+                if probe is not None:
+                    await probe.leave()

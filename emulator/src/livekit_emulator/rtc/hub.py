@@ -125,6 +125,16 @@ class RtcHub:
             if pub.room is member.room and pub.participant is not member.participant:
                 member.subscriber.add(pub.participant.sid, pub.track.sid, pub.subscribe())
 
+    def subscribe(self, member: Member, track_sid: str) -> bool:
+        """Send ``track_sid`` to ``member`` (a manual subscription); False when no such track
+        is published in its room."""
+        pub = self.published.get(track_sid)
+        if pub is None or pub.room is not member.room or pub.participant is member.participant:
+            return False
+        if member.participant.permission.can_subscribe and not member.subscriber.has(track_sid):
+            member.subscriber.add(pub.participant.sid, track_sid, pub.subscribe())
+        return True
+
     def publish(self, member: Member, track: Track, source: MediaStreamTrack) -> PublishedTrack:
         room, participant = member.room, member.participant
         pub = PublishedTrack(room=room, participant=participant, track=track, source=source)

@@ -144,9 +144,18 @@ class SubscriberPeer:
             return
         # aiortc cannot drop a media section: it goes inactive, as browsers do.
         out.transceiver.direction = "inactive"
+        self._stop_sending(out)
+        self._dirty.set()
+
+    @staticmethod
+    def _stop_sending(out: _Outgoing) -> None:
+        # Stopping the relayed track unregisters it from its MediaRelay, whose queue for it
+        # would grow otherwise.
+        track = out.transceiver.sender.track
         with contextlib.suppress(Exception):
             out.transceiver.sender.replaceTrack(None)
-        self._dirty.set()
+        if track is not None:
+            track.stop()
 
     def set_answer(self, sdp: str) -> None:
         if self._answer is None or self._answer.done():
@@ -188,6 +197,9 @@ class SubscriberPeer:
         self.negotiations += 1
 
     async def close(self) -> None:
+        for out in self._outgoing.values():
+            self._stop_sending(out)
+        self._outgoing.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

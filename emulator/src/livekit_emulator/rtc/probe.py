@@ -100,6 +100,11 @@ async def run(args: argparse.Namespace) -> int:
     def _attributes(changed: dict[str, str], p: Any) -> None:
         emit("attributes_changed", identity=p.identity, changed=dict(changed))
 
+    @room.on("track_published")
+    def _published(pub: Any, p: Any) -> None:
+        if not args.auto_subscribe and pub.kind == rtc.TrackKind.KIND_AUDIO:
+            pub.set_subscribed(True)  # as livekit-agents' AutoSubscribe.AUDIO_ONLY does
+
     @room.on("track_subscribed")
     def _subscribed(track: Any, pub: Any, p: Any) -> None:
         emit("track_subscribed", identity=p.identity, track_sid=pub.sid, kind=int(track.kind))
@@ -116,7 +121,14 @@ async def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(room.connect(args.url, args.token), args.connect_timeout)
+        room_options = rtc.RoomOptions(auto_subscribe=args.auto_subscribe)
+        await asyncio.wait_for(
+            room.connect(args.url, args.token, room_options), args.connect_timeout
+        )
+        if not args.auto_subscribe:
+            for remote in room.remote_participants.values():
+                for remote_pub in remote.track_publications.values():
+                    _published(remote_pub, remote)
     except Exception as exc:
         emit("error", stage="connect", error=f"{type(exc).__name__}: {exc}")
         return 2
@@ -169,6 +181,12 @@ def main() -> None:
     parser.add_argument("--track-name", default="probe-mic")
     parser.add_argument("--duration", type=float, default=10.0, help="longest stay (s)")
     parser.add_argument("--connect-timeout", type=float, default=15.0)
+    parser.add_argument(
+        "--no-auto-subscribe",
+        dest="auto_subscribe",
+        action="store_false",
+        help="subscribe to audio tracks one by one (set_subscribed)",
+    )
     parser.add_argument("--stdin-control", action="store_true", help="leave when stdin closes")
     args = parser.parse_args()
     sys.exit(asyncio.run(run(args)))

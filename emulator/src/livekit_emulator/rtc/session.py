@@ -214,6 +214,8 @@ class SignalSession:
             )
         elif kind == "ping":
             self.send(rtc.SignalResponse(pong=time.time_ns() // 1_000_000))
+        elif kind == "subscription":
+            await self._on_subscription(request.subscription)
         elif kind == "update_metadata":
             self._on_update_metadata(request.update_metadata)
         elif kind == "leave":
@@ -222,6 +224,23 @@ class SignalSession:
             self._left = True
         else:
             log.debug("%s: %s not handled by the emulator", self.participant.identity, kind)
+
+    async def _on_subscription(self, req: rtc.UpdateSubscription) -> None:
+        """Manual (un)subscription, as with ``auto_subscribe=False`` (livekit-agents'
+        ``AutoSubscribe.AUDIO_ONLY`` subscribes to audio tracks this way)."""
+        sids = list(req.track_sids) + [s for pt in req.participant_tracks for s in pt.track_sids]
+        for sid in sids:
+            if req.subscribe:
+                if not self.hub.subscribe(self, sid):
+                    self.send(
+                        rtc.SignalResponse(
+                            subscription_response=rtc.SubscriptionResponse(
+                                track_sid=sid, err=models.SubscriptionError.SE_TRACK_NOTFOUND
+                            )
+                        )
+                    )
+            else:
+                await self.subscriber.remove(sid)
 
     def _on_update_metadata(self, req: rtc.UpdateParticipantMetadata) -> None:
         """``set_attributes`` / ``set_metadata`` / ``set_name`` (an agent's ``lk.agent.state``):

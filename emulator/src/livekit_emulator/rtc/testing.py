@@ -160,6 +160,7 @@ async def spawn_probe(
     name: str = "probe",
     tone_hz: float = 0.0,
     max_duration_s: float = 30.0,
+    auto_subscribe: bool = True,
 ) -> Probe:
     """Start an SDK participant inside ``ns``; it stays until ``probe.leave()``."""
     argv = [
@@ -176,6 +177,8 @@ async def spawn_probe(
     ]
     if tone_hz:
         argv += ["--tone", str(tone_hz)]
+    if not auto_subscribe:
+        argv.append("--no-auto-subscribe")
     process = await ns.spawn(argv, stdin=asyncio.subprocess.PIPE)
     probe = Probe(name, process)
     probe.start_reading()
