@@ -164,7 +164,9 @@ class DispatchEngine:
         job.status = FAILED
         job.error = reason
         self._state.dropped_jobs.append(job)
-        logger.info(
+        # Every room's default dispatch is dropped when nobody serves "": not worth INFO.
+        logger.log(
+            logging.INFO if job.agent_name else logging.DEBUG,
             "job request failed: %s (room %r, agent_name %r, job %s)",
             reason,
             job.room_name,
@@ -232,7 +234,7 @@ class DispatchEngine:
     def _record_job(self, room: Room, dispatch: Dispatch, job: Job) -> None:
         dispatch.jobs.append(job)
         if room.closed:
-            self._state.finished_jobs.append(job)
+            self._state.finish_job(job)
         else:
             self._state.jobs[job.id] = job
 
@@ -264,8 +266,7 @@ class DispatchEngine:
     def on_room_closed(self, room: Room) -> None:
         for dispatch in room.dispatches.values():
             for job in dispatch.jobs:
-                if self._state.jobs.pop(job.id, None) is not None:
-                    self._state.finished_jobs.append(job)
+                self._state.finish_job(job)
 
     # -- the worker protocol ----------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 
 from livekit.protocol import models
@@ -23,7 +23,7 @@ class State:
         self.workers_by_name: dict[str, dict[str, Worker]] = {}
         # Jobs of open rooms; jobs of closed rooms move to ``finished_jobs``.
         self.jobs: dict[str, Job] = {}
-        self.finished_jobs: deque[Job] = deque(maxlen=HISTORY)
+        self.finished_jobs: OrderedDict[str, Job] = OrderedDict()
         # Job requests that no worker took, with the reason (newest last).
         self.dropped_jobs: deque[Job] = deque(maxlen=HISTORY)
         # Room name -> the most agent participants it ever had at once (all its incarnations).
@@ -53,13 +53,14 @@ class State:
         return [p.identity for p in r.agents()] if r else []
 
     def find_job(self, job_id: str) -> Job | None:
-        job = self.jobs.get(job_id)
-        if job is not None:
-            return job
-        for old in reversed(self.finished_jobs):
-            if old.id == job_id:
-                return old
-        return None
+        return self.jobs.get(job_id) or self.finished_jobs.get(job_id)
+
+    def finish_job(self, job: Job) -> None:
+        """Keep a job of a closed room in the (bounded) history."""
+        self.jobs.pop(job.id, None)
+        self.finished_jobs[job.id] = job
+        if len(self.finished_jobs) > HISTORY:
+            self.finished_jobs.popitem(last=False)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, as JSON-ready data (the admin API's ``GET /emulator/state``)."""
@@ -107,7 +108,7 @@ class State:
             "rooms": rooms,
             "workers": [w.summary() for w in self.workers.values()],
             "jobs": [j.summary() for j in self.jobs.values()],
-            "finished_jobs": [j.summary() for j in self.finished_jobs],
+            "finished_jobs": [j.summary() for j in self.finished_jobs.values()],
             "dropped_jobs": [j.summary() for j in self.dropped_jobs],
             "agents_per_room": {r.name: len(r.agents()) for r in self.rooms.values()},
             "max_agents_seen": dict(self.max_agents_seen),
