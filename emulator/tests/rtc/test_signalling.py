@@ -305,3 +305,20 @@ async def test_attributes_update_is_acknowledged_and_announced(
     assert emu.state.rooms[ROOM].participants["watcher"].metadata == ""
     await agent.ws.close()
     await watcher.ws.close()
+
+
+async def test_socket_lost_without_leave_means_participant_left(
+    emu: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    watcher, _ = await join(http, emu, "watcher")
+    client, joined = await join(http, emu, "vanishing")
+    await watcher.next("update")
+    await client.ws.close()  # no leave request: the client died or lost its network
+    gone = await watcher.next("update")
+    assert [(p.sid, p.state) for p in gone.participants] == [
+        (joined.participant.sid, models.ParticipantInfo.State.DISCONNECTED)
+    ]
+    assert "vanishing" not in emu.state.rooms[ROOM].participants
+    left = [e for e in emu.state.events if e["event"] == "participant_left"]
+    assert len(left) == 1, left
+    await watcher.ws.close()
