@@ -52,7 +52,9 @@ EVERYTHING_ON: dict[str, Any] = {
     "secrets": {"webhookApiKey": "hookkey", "webhookApiSecret": "hook-secret-value"},
     "dispatcher": {
         "webhookIngress": {"enabled": True, "className": "nginx", "tlsSecretName": "hooks-tls"},
-        "autoscaling": {"keda": {"enabled": True, "redisAddress": "redis.example.com:6380"}},
+        "autoscaling": {
+            "keda": {"enabled": True, "redisAddress": "redis.example.com:6380", "enableTLS": True}
+        },
     },
     "agentWorker": {
         "autoscaling": {"enabled": True, "mode": "keda"},
