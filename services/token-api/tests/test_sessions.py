@@ -153,3 +153,20 @@ async def test_body_over_limit_is_413(client: Client) -> None:
     )
     assert response.status_code == 413, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_caller_traceparent_is_continued_into_the_stream_entry(
+    client: Client, redis_client: Redis, keys: Keys
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    response = await client.post(
+        "/v1/sessions",
+        json={},
+        headers={**AUTH, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    assert response.status_code == 201
+    entries = await redis_client.xrange(keys.requests)
+    request = msgspec.json.decode(entries[-1][1]["request"], type=DispatchRequest)
+    version, carried_trace, span_id, flags = request.trace["traceparent"].split("-")
+    assert (version, carried_trace, flags) == ("00", trace_id, "01")
+    assert span_id != "00f067aa0ba902b7", "a span of its own, child of the caller's"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from agentline.keys import Keys
 from agentline.registry import WorkerRegistry
@@ -20,6 +20,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig
+from redis.asyncio import Redis
 
 from token_api import __version__
 from token_api.apikeys import ApiKeys
@@ -32,6 +33,7 @@ from token_api.idempotency import IdempotencyStore
 from token_api.problems import EXCEPTION_HANDLERS
 from token_api.ratelimit import RateLimiter
 from token_api.redis_client import redis_client
+from token_api.redis_mux import MuxRedis
 from token_api.schemas import SAFE_NAME_PATTERN
 from token_api.state import STATE_KEY, AppState
 from token_api.tokens import TokenMinter
@@ -51,12 +53,19 @@ def build_state(settings: TokenApiSettings) -> AppState:
     stream_redis = redis_client(
         settings.redis_url, socket_timeout=settings.sse_heartbeat_seconds + 5.0
     )
+    store = DispatchStore(redis, keys)
+    session_store = store
+    if settings.redis_url.startswith("redis://"):
+        # Duck-typed: DispatchStore.create only registers and calls Lua scripts.
+        mux = MuxRedis(settings.redis_url, timeout=REDIS_SOCKET_TIMEOUT_SECONDS)
+        session_store = DispatchStore(cast(Redis, mux), keys)
     return AppState(
         settings=settings,
         keys=keys,
         redis=redis,
         stream_redis=stream_redis,
-        store=DispatchStore(redis, keys),
+        store=store,
+        session_store=session_store,
         stream_store=DispatchStore(stream_redis, keys),
         registry=WorkerRegistry(redis, keys),
         api_keys=ApiKeys(k.get_secret_value() for k in settings.api_keys),

@@ -3,6 +3,7 @@ publish it (one atomic Redis call), then mint the token. LiveKit is never called
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,7 @@ from agentline.schema import DispatchKind, DispatchRecord, DispatchRequest
 from agentline.settings import TokenApiSettings
 from agentline.telemetry import extract_context, inject_context
 from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from token_api import metrics
 from token_api.problems import Problem, invalid
@@ -29,8 +31,6 @@ from token_api.schemas import (
     TokenCreate,
 )
 from token_api.state import AppState
-
-_tracer = trace.get_tracer("token_api")
 
 
 def rfc3339(unix_seconds: float) -> str:
@@ -105,18 +105,32 @@ def _token(
 
 @contextmanager
 def dispatch_span(headers: Mapping[str, str], name: str) -> Iterator[None]:
-    """The span the dispatch's trace starts from: a child of the server span when the ASGI
-    instrumentation runs, else its own span continuing the caller's ``traceparent``."""
+    """The span the dispatch's trace starts from.
+
+    With the ASGI instrumentation on (spans exported), its server span is already current.
+    Without it nothing is exported, so recording a span would be pure cost: a non-recording
+    span with fresh ids (continuing the caller's ``traceparent``) is made current instead;
+    the stream entry and the logs still carry one trace id per dispatch. It is marked
+    sampled unless the caller said otherwise, so that services that do export record theirs.
+    """
     if trace.get_current_span().get_span_context().is_valid:
         yield
         return
-    parent = (
-        extract_context({"traceparent": headers["traceparent"]})
-        if "traceparent" in headers
-        else None
-    )
-    with _tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.SERVER):
+    parent = _parent_of(headers.get("traceparent", ""))
+    trace_id = parent.trace_id if parent else int.from_bytes(os.urandom(16), "big") or 1
+    flags = parent.trace_flags if parent else TraceFlags(TraceFlags.SAMPLED)
+    span_id = int.from_bytes(os.urandom(8), "big") or 1
+    context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags)
+    with trace.use_span(NonRecordingSpan(context), end_on_exit=False):
         yield
+
+
+def _parent_of(traceparent: str) -> SpanContext | None:
+    if not traceparent:
+        return None
+    span_context = trace.get_current_span(extract_context({"traceparent": traceparent}))
+    parent = span_context.get_span_context()
+    return parent if parent.is_valid else None
 
 
 async def _record(
@@ -124,7 +138,7 @@ async def _record(
 ) -> DispatchRecord | None:
     """Record and publish; None when new, else the dispatch the idempotency key already made."""
     started = time.perf_counter()
-    result = await state.store.create(request, idempotency_key)
+    result = await state.session_store.create(request, idempotency_key)
     metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
     if result.created:
         metrics.DISPATCHES_REQUESTED.labels(request.kind.value).inc()

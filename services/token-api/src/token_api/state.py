@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from token_api.apikeys import ApiKeys
 from token_api.idempotency import IdempotencyStore
 from token_api.ratelimit import RateLimiter
+from token_api.redis_mux import MuxRedis
 from token_api.tokens import TokenMinter
 
 STATE_KEY = "token_api"
@@ -27,6 +28,7 @@ class AppState:
     stream_redis: Redis  # blocking reads for SSE: its own pool and a longer socket timeout
     stream_store: DispatchStore  # the store on stream_redis
     store: DispatchStore
+    session_store: DispatchStore  # create() on the pipelined connection (see redis_mux)
     registry: WorkerRegistry
     api_keys: ApiKeys
     rate_limiter: RateLimiter
@@ -35,6 +37,8 @@ class AppState:
     livekit_url: str
 
     async def close(self) -> None:
+        if isinstance(self.session_store.redis, MuxRedis):
+            await self.session_store.redis.aclose()
         await self.redis.aclose()
         await self.stream_redis.aclose()
 
