@@ -235,3 +235,17 @@ async def test_events_and_heartbeats_reach_redis(redis_client: Redis, keys: Keys
     await asyncio.sleep(0.2)
     assert await registry.live_workers() == []
     await beat.aclose()
+
+
+def test_end_reason_of_a_job_closed_by_the_worker_names_why() -> None:
+    running: set[str] = set()
+    ledger = SlotLedger(1)
+    sink = ListSink()
+    jobs = WorkerJobs(worker_id="w", agent_name="a", identity="i", display_name="n",
+                      ledger=ledger, metrics=WorkerMetrics(), sink=sink, draining=lambda: False,
+                      running_job_ids=lambda: running,
+                      terminated_by_livekit=lambda job_id: job_id == "j1")  # fmt: skip
+    closed = "parent process shutdown"
+    jobs.on_report(JobReport(kind=JobReportKind.ENDED, job_id="j1", reason=closed))
+    jobs.on_report(JobReport(kind=JobReportKind.ENDED, job_id="j2", reason="caller left"))
+    assert [e.reason for e in sink.events] == ["terminated by LiveKit", "caller left"]

@@ -92,7 +92,8 @@ async def test_capacity_events_metrics_registry_and_drain(
         events = await worker.events()
         for d in accepted:
             assert kinds_for(events, d)[-1] == "ended", worker.log_tail()
-        assert {e.reason for e in events if e.kind.value == "ended"} == {"room disconnected"}
+        reasons = {e.reason for e in events if e.kind.value == "ended"}
+        assert reasons <= {"room disconnected", "terminated by LiveKit"}, reasons
         assert await registry.live_workers() == []
 
 

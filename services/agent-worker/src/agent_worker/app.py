@@ -108,6 +108,9 @@ class WorkerApp:
                 pids.append(int(pid))
         return pids
 
+    def _terminated_by_livekit(self, job_id: str) -> bool:
+        return self.server is not None and job_id in self.server.terminated_by_livekit
+
     def _running_job_ids(self) -> set[str]:
         if self.server is None or self.server._closed:
             return set()
@@ -160,6 +163,7 @@ class WorkerApp:
                 display_name=s.agent_display_name, ledger=self.ledger, metrics=self.metrics,
                 sink=sink, draining=lambda: self.draining,
                 running_job_ids=self._running_job_ids,
+                terminated_by_livekit=self._terminated_by_livekit,
             )  # fmt: skip
             receiver = JobReportReceiver(self.jobs.on_report)
             await receiver.start()

@@ -71,6 +71,8 @@ class CapacityAgentServer(AgentServer):
         self.ledger = ledger
         ledger.bind_running(lambda: len(self.active_jobs) if not self._closed else 0)
         self.request_received_at: dict[str, float] = {}
+        # jobs LiveKit ended (JobTermination): their processes get a reasonless shutdown
+        self.terminated_by_livekit: set[str] = set()
         self.on_answer_sent: Callable[[str, bool, float], None] | None = None
 
     # every request reaches the request handler, which answers by slots (and draining)
@@ -89,6 +91,10 @@ class CapacityAgentServer(AgentServer):
     def _handle_availability(self, msg: agent.AvailabilityRequest) -> None:
         self.request_received_at[msg.job.id] = time.perf_counter()
         super()._handle_availability(msg)
+
+    async def _handle_termination(self, msg: agent.JobTermination) -> None:
+        self.terminated_by_livekit.add(msg.job_id)
+        await super()._handle_termination(msg)
 
     async def _queue_msg(self, msg: agent.WorkerMessage) -> None:
         await super()._queue_msg(msg)

@@ -22,7 +22,8 @@ from agent_worker.reporting import EventSink
 
 log = logging.getLogger("agent_worker.jobs")
 DISPATCH_ID_ATTRIBUTE = "agentline.dispatch_id"
-_REPORT_GRACE_S = 2.0  # a dead process's last report may still be in the socket
+_REPORT_GRACE_S = 2.0
+PARENT_SHUTDOWN = "parent process shutdown"  # livekit-agents' reason for a closed process  # a dead process's last report may still be in the socket
 
 
 @dataclass
@@ -48,7 +49,9 @@ class WorkerJobs:
         sink: EventSink,
         draining: Callable[[], bool],
         running_job_ids: Callable[[], set[str]],
+        terminated_by_livekit: Callable[[str], bool] = lambda _: False,
     ) -> None:
+        self._terminated_by_livekit = terminated_by_livekit
         self.worker_id = worker_id
         self.agent_name = agent_name
         self.identity = identity
@@ -141,7 +144,15 @@ class WorkerJobs:
             self._fail(job, report.stage, report.error)
         elif report.kind is JobReportKind.ENDED and not job.terminal:
             job.terminal = True
-            self._event(WorkerEventKind.ENDED, job, reason=report.reason)
+            self._event(WorkerEventKind.ENDED, job, reason=self._end_reason(report))
+
+    def _end_reason(self, report: JobReport) -> str:
+        # a job process closed by its worker is told no reason; the worker knows it
+        if report.reason != PARENT_SHUTDOWN:
+            return report.reason
+        if self._terminated_by_livekit(report.job_id):
+            return "terminated by LiveKit"
+        return "worker shut down" if self._draining() else report.reason
 
     def _fail(self, job: TrackedJob, stage: str, error: str) -> None:
         if job.terminal:
