@@ -113,6 +113,19 @@ async def test_burst_up_to_capacity_loses_no_job(
         _, stats = await worker.get("/stats")
         assert stats["in_use"] == capacity and len(stats["acceptance_seconds"]) == capacity
 
+        # the /agent socket drops: the worker registers again and keeps its jobs
+        first_id = stats["livekit_worker_id"]
+        assert await livekit_emulator.admin.close_worker_sockets("travel-assistant") >= 1
+        for _ in range(100):
+            _, stats = await worker.get("/stats")
+            if stats["livekit_worker_id"] != first_id and (await worker.get("/readyz"))[0] == 200:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"did not register again:\n{worker.log_tail()}")
+        assert stats["in_use"] == capacity
+        assert (await worker.metrics())[("agent_worker_registered", ())] == 1
+
 
 async def test_wrong_key_then_unreachable_model_fail_the_job_with_the_reason(
     livekit_emulator: RunningEmulator, lk_api: api.LiveKitAPI, start_worker

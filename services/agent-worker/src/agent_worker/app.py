@@ -41,7 +41,6 @@ class WorkerApp:
         self.metrics = WorkerMetrics()
         self.ledger = SlotLedger(settings.max_jobs)
         self.draining = False
-        self.registered_once = False
         self.livekit_worker_id = ""
         self._sink = sink
         self._stop = asyncio.Event()
@@ -54,13 +53,7 @@ class WorkerApp:
 
     @property
     def registered(self) -> bool:
-        server = self.server
-        if server is None or not self.registered_once:
-            return False
-        # livekit-agents flips these while reconnecting / after giving up
-        return not getattr(server, "_connecting", False) and not getattr(
-            server, "_connection_failed", False
-        )
+        return self.server is not None and self.server.livekit_connected
 
     def health_state(self) -> HealthState:
         failed = self.server is not None and getattr(self.server, "_connection_failed", False)
@@ -116,10 +109,13 @@ class WorkerApp:
             return set()
         return {info.job.id for info in self.server.active_jobs}
 
+    def _on_connection_change(self, connected: bool) -> None:
+        self.metrics.registered.set(1 if connected else 0)
+        if not connected and not self.draining:
+            log.warning("lost the LiveKit connection; not ready until registered again")
+
     def _on_registered(self, worker_id: str, server_info: object) -> None:
-        self.registered_once = True
         self.livekit_worker_id = worker_id
-        self.metrics.registered.set(1)
         log.info(
             "registered with LiveKit as agent_name=%r at %s (LiveKit worker id %s, capacity %d)",
             self.settings.agent_name, self.settings.livekit_ws_url, worker_id,
@@ -191,6 +187,7 @@ class WorkerApp:
             os.environ.setdefault("LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE", "0")
             self.server = server = self._build_server(receiver)
             server.on_answer_sent = self.jobs.on_answer_sent
+            server.on_connection_change = self._on_connection_change
             log.info(
                 "starting agent-worker %s: agent_name=%r, LiveKit %s, model: %s, capacity %d, "
                 "%d idle processes, HTTP :%d",

@@ -73,6 +73,9 @@ class CapacityAgentServer(AgentServer):
         self.request_received_at: dict[str, float] = {}
         # jobs LiveKit ended (JobTermination): their processes get a reasonless shutdown
         self.terminated_by_livekit: set[str] = set()
+        # True while the registered /agent WebSocket is up (readiness follows it)
+        self.livekit_connected = False
+        self.on_connection_change: Callable[[bool], None] | None = None
         self.on_answer_sent: Callable[[str, bool, float], None] | None = None
 
     # every request reaches the request handler, which answers by slots (and draining)
@@ -91,6 +94,19 @@ class CapacityAgentServer(AgentServer):
     def _handle_availability(self, msg: agent.AvailabilityRequest) -> None:
         self.request_received_at[msg.job.id] = time.perf_counter()
         super()._handle_availability(msg)
+
+    async def _run_ws(self, ws: Any) -> None:
+        # called once LiveKit has answered the registration, returns when the socket drops
+        self._set_connected(True)
+        try:
+            await super()._run_ws(ws)
+        finally:
+            self._set_connected(False)
+
+    def _set_connected(self, connected: bool) -> None:
+        self.livekit_connected = connected
+        if self.on_connection_change is not None:
+            self.on_connection_change(connected)
 
     async def _handle_termination(self, msg: agent.JobTermination) -> None:
         self.terminated_by_livekit.add(msg.job_id)
