@@ -139,7 +139,9 @@ class DispatchEngine:
             agent_name=dispatch.agent_name,
             metadata=dispatch.metadata,
             room_name=room.name,
-            room_snapshot=room.proto(),
+            room=room,
+            room_counts=room.proto_counts(),
+            room_metadata=room.metadata,
         )
         dispatch.requests.append(job)
         if not served:

@@ -143,7 +143,11 @@ class Job:
     agent_name: str
     metadata: str
     room_name: str
-    room_snapshot: models.Room
+    # The room as it was when the job was created (the real server sends that snapshot):
+    # rendered on demand from the record and the values that may have changed since.
+    room: Room
+    room_counts: tuple[int, int] = (0, 0)
+    room_metadata: str = ""
     namespace: str = ""
     # The job state as the dispatch store keeps it: what ListDispatch shows. The real server
     # writes it once, when the worker accepts, and never again.
@@ -167,13 +171,19 @@ class Job:
             id=self.id,
             dispatch_id=self.dispatch_id,
             type=agent.JobType.JT_ROOM,
-            room=self.room_snapshot,
+            room=self.room_snapshot(),
             namespace=self.namespace,
             metadata=self.metadata,
             agent_name=self.agent_name,
         )
         job.state.CopyFrom(state if state is not None else self.listed_state)
         return job
+
+    def room_snapshot(self) -> models.Room:
+        snapshot = self.room.proto()
+        snapshot.num_participants, snapshot.num_publishers = self.room_counts
+        snapshot.metadata = self.room_metadata
+        return snapshot
 
     def summary(self) -> dict[str, Any]:
         return {

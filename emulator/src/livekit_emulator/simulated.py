@@ -34,7 +34,7 @@ VERSION = "simulated"
 
 @dataclass(eq=False)
 class SimJob:
-    job: agent.Job
+    job_id: str
     token: str
     participant: Participant | None = None
     room: Room | None = None
@@ -178,7 +178,7 @@ class SimulatedWorker:
             return  # not ours any more (we gave up waiting)
         timer.cancel()
         job = assignment.job
-        sim = SimJob(job=job, token=assignment.token)
+        sim = SimJob(job_id=job.id, token=assignment.token)
         self.jobs[job.id] = sim
         self._reply(
             agent.WorkerMessage(
@@ -204,11 +204,11 @@ class SimulatedWorker:
 
     def _join(self, sim: SimJob) -> None:
         room = sim.room
-        if room is None or room.closed or sim.job.id not in self.jobs:
+        if room is None or room.closed or sim.job_id not in self.jobs:
             return
         claims = unverified_claims(sim.token)
         participant = participant_from_claims(claims, origin="simulated")
-        participant.job_id = sim.job.id
+        participant.job_id = sim.job_id
         participant.on_leave.append(lambda _p: self._finish(sim))
         sim.participant = participant
         self._emu.rooms.join(room, participant)
@@ -239,14 +239,14 @@ class SimulatedWorker:
         error: str = "",
         report: bool = True,
     ) -> None:
-        if self.jobs.pop(sim.job.id, None) is None:
+        if self.jobs.pop(sim.job_id, None) is None:
             return
         for timer in sim.timers:
             timer.cancel()
         if report:
             self._reply(
                 agent.WorkerMessage(
-                    update_job=agent.UpdateJobStatus(job_id=sim.job.id, status=status, error=error)
+                    update_job=agent.UpdateJobStatus(job_id=sim.job_id, status=status, error=error)
                 )
             )
             self._report_status()
