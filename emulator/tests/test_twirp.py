@@ -87,6 +87,7 @@ async def test_dispatch_service_through_livekit_api(
 
 async def test_json_bodies(livekit_emulator: RunningEmulator) -> None:
     emu = livekit_emulator
+    emu.add_simulated_worker("x", capacity=1)
     tok = server_token(emu.api_key, emu.api_secret, room="j")
     reply = await twirp_call(emu.http_url, ROOM, "CreateRoom", {"name": "j"}, token=tok)
     assert (reply.status, reply.content_type) == (200, "application/json")
@@ -113,8 +114,21 @@ async def test_json_bodies(livekit_emulator: RunningEmulator) -> None:
     )
     created = reply.json()
     assert created["agent_name"] == "x" and created["restart_policy"] == "JRP_ON_FAILURE"
+    await wait_until(lambda: emu.agents_in_room("j"))
     reply = await twirp_call(emu.http_url, DISPATCH, "ListDispatch", {"room": "j"}, token=tok)
-    assert sorted(d["agent_name"] for d in reply.json()["agent_dispatches"]) == ["", "x"]
+    dispatches = sorted(reply.json()["agent_dispatches"], key=lambda d: d["agent_name"])
+    assert [d["agent_name"] for d in dispatches] == ["", "x"]
+    [job] = dispatches[1]["state"]["jobs"]
+    assert job["state"]["status"] == "JS_RUNNING" and job["type"] == "JT_ROOM"
+    identity = job["state"]["participant_identity"]
+    reply = await twirp_call(
+        emu.http_url, ROOM, "GetParticipant", {"room": "j", "identity": identity}, token=tok
+    )
+    assert reply.json()["kind"] == "AGENT" and reply.json()["tracks"][0]["source"] == "MICROPHONE"
+    reply = await twirp_call(
+        emu.http_url, ROOM, "RemoveParticipant", {"room": "j", "identity": identity}, token=tok
+    )
+    assert (reply.status, reply.json()) == (200, {})
     reply = await twirp_call(
         emu.http_url,
         DISPATCH,
