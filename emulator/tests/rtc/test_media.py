@@ -39,7 +39,11 @@ async def test_two_sdk_participants_hear_each_other(netns: NetNamespace) -> None
             assert track_sid.startswith("TR_")
 
             bob = await spawn_probe(
-                netns, emu.ws_url, participant_token(KEY, SECRET, ROOM, "bob"), name="bob"
+                netns,
+                emu.ws_url,
+                participant_token(KEY, SECRET, ROOM, "bob"),
+                name="bob",
+                extra_args=("--send-data", "hello alice", "--rpc-to", "alice"),
             )
             bob_connected = await bob.wait_for("connected")
             assert bob_connected["others"] == ["alice"]
@@ -47,6 +51,11 @@ async def test_two_sdk_participants_hear_each_other(netns: NetNamespace) -> None
             heard = await bob.wait_for("audio", track_sid=track_sid, first_nonsilent=True)
             assert heard["peak_rms"] > 1000  # a 440 Hz tone at 8000 peak, not silence
             await alice.wait_for("participant_connected", identity="bob")
+            # Data packets and RPC (request, ack, response: addressed packets) are forwarded.
+            got = await alice.wait_for("data_received", identity="bob")
+            assert (got["topic"], got["text"]) == ("probe", "hello alice")
+            await alice.wait_for("rpc_received", identity="bob", payload="ping")
+            assert (await bob.wait_for("rpc_result"))["response"] == "PING"
 
             lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
             try:

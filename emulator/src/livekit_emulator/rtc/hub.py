@@ -22,6 +22,7 @@ from livekit.protocol import models, rtc
 from .. import ids
 from ..config import AGENT_PROTOCOL, SERVER_PROTOCOL, SERVER_VERSION
 from ..model import Participant, Room, Track
+from .data import stamp
 
 if TYPE_CHECKING:
     from .peer import SubscriberPeer
@@ -88,6 +89,7 @@ class RtcHub:
         self.members: dict[str, dict[str, Member]] = {}  # room name -> participant sid -> member
         self.published: dict[str, PublishedTrack] = {}  # track sid -> track
         self.sessions: set[Any] = set()  # open signalling sessions
+        self.data_packets = 0  # data packets forwarded
         # Milestones of the last sessions (ms since their socket opened), newest last.
         self.timelines: deque[dict[str, Any]] = deque(maxlen=1000)
         # Every join, publication and departure (simulated agents' included) reaches the
@@ -178,6 +180,25 @@ class RtcHub:
                 participant.attributes.pop(key, None)
         participant.version += 1
         self.broadcast(member.room, participant)
+
+    def forward_data(self, member: Member, label: str, raw: bytes) -> None:
+        """A data packet from ``member`` to its destinations (everyone else by default)."""
+        sender = member.participant
+        if not sender.permission.can_publish_data:
+            log.warning("%s: data packet without canPublishData dropped", sender.identity)
+            return
+        stamped = stamp(raw, sender.identity, sender.sid)
+        if stamped is None:
+            log.warning("%s: undecodable data packet dropped", sender.identity)
+            return
+        data, destinations = stamped
+        for other in self.room_members(member.room):
+            if other is member:
+                continue
+            if destinations and other.participant.identity not in destinations:
+                continue
+            other.subscriber.data.send(label, data)
+        self.data_packets += 1
 
     def set_muted(self, member: Member, track_sid: str, muted: bool) -> bool:
         track = member.participant.tracks.get(track_sid)

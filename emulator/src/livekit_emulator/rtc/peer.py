@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCDataChannel,
     RTCIceCandidate,
     RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
 
+from .data import OutgoingChannels
 from .sdp import rewrite_msid
 
 log = logging.getLogger("livekit_emulator.rtc.peer")
@@ -65,15 +67,31 @@ class _CandidateSink:
 
 
 class PublisherPeer:
-    """Receives the client's tracks. ``on_track(mid, track)`` is called for every media
-    section the client sends on (the SDK pre-creates some that never carry media)."""
+    """Receives the client's tracks and data. ``on_track(mid, track)`` is called for every
+    media section the client sends on (the SDK pre-creates some that never carry media),
+    ``on_data(label, packet)`` for every message on the client's data channels."""
 
-    def __init__(self, on_track: Callable[[str, MediaStreamTrack], None]) -> None:
+    def __init__(
+        self,
+        on_track: Callable[[str, MediaStreamTrack], None],
+        on_data: Callable[[str, bytes], None],
+    ) -> None:
         self.pc = new_peer_connection()
         self._candidates = _CandidateSink(self.pc)
         self._on_track = on_track
+        self._on_data = on_data
         self._lock = asyncio.Lock()
         self.pc.on("track", self._track)
+        self.pc.on("datachannel", self._datachannel)
+
+    def _datachannel(self, channel: RTCDataChannel) -> None:
+        label = channel.label
+
+        def message(data: bytes | str) -> None:
+            if isinstance(data, bytes):
+                self._on_data(label, data)
+
+        channel.on("message", message)
 
     def _track(self, track: MediaStreamTrack) -> None:
         for transceiver in self.pc.getTransceivers():
@@ -111,11 +129,13 @@ SendOffer = Callable[[str, int, dict[str, str]], Awaitable[None]]
 
 
 class SubscriberPeer:
-    """Sends the room's tracks to the client. ``send_offer(sdp, offer_id, mid_to_track)``
-    delivers an offer; ``set_answer`` completes it."""
+    """Sends the room's tracks and data packets to the client. ``send_offer(sdp, offer_id,
+    mid_to_track)`` delivers an offer; ``set_answer`` completes it. The first offer goes out
+    at once, with the server's data channels (as the real server does after the join)."""
 
     def __init__(self, send_offer: SendOffer) -> None:
         self.pc = new_peer_connection()
+        self.data = OutgoingChannels(self.pc)
         self._candidates = _CandidateSink(self.pc)
         self._send_offer = send_offer
         self._outgoing: dict[str, _Outgoing] = {}
@@ -126,6 +146,7 @@ class SubscriberPeer:
         self.negotiations = 0
 
     def start(self) -> None:
+        self._dirty.set()
         self._task = asyncio.create_task(self._negotiate_forever(), name="rtc-subscriber")
 
     def has(self, track_sid: str) -> bool:

@@ -6,7 +6,7 @@
 Events (one JSON object per line, ``t_ms`` since start): ``connected`` (``connect_ms`` as
 ``Room.connect`` took), ``published`` (``publish_ms`` as ``publish_track`` took),
 ``participant_connected``, ``participant_disconnected``, ``track_subscribed``,
-``attributes_changed``,
+``attributes_changed``, ``data_received``, ``data_sent``, ``rpc_received``, ``rpc_result``,
 ``audio`` (per subscribed track: frames, non-silent frames, peak RMS; on the first non-silent
 frame and at the end), ``left``, ``error``. With ``--stdin-control`` it leaves when stdin
 closes or reads a line; otherwise after ``--duration`` seconds. Needs the ``livekit`` (rtc)
@@ -100,6 +100,16 @@ async def run(args: argparse.Namespace) -> int:
     def _attributes(changed: dict[str, str], p: Any) -> None:
         emit("attributes_changed", identity=p.identity, changed=dict(changed))
 
+    @room.on("data_received")
+    def _data(packet: Any) -> None:
+        sender = packet.participant.identity if packet.participant else ""
+        text = bytes(packet.data).decode(errors="replace")
+        emit("data_received", identity=sender, topic=packet.topic, text=text)
+
+    async def _echo(data: Any) -> str:
+        emit("rpc_received", identity=data.caller_identity, payload=data.payload)
+        return data.payload.upper()
+
     @room.on("track_published")
     def _published(pub: Any, p: Any) -> None:
         if not args.auto_subscribe and pub.kind == rtc.TrackKind.KIND_AUDIO:
@@ -140,6 +150,19 @@ async def run(args: argparse.Namespace) -> int:
         others=[p.identity for p in room.remote_participants.values()],
         attributes={p.identity: dict(p.attributes) for p in room.remote_participants.values()},
     )
+    room.local_participant.register_rpc_method("probe.echo", _echo)
+    if args.send_data:
+        await room.local_participant.publish_data(args.send_data, reliable=True, topic="probe")
+        emit("data_sent", text=args.send_data)
+    if args.rpc_to:
+        started = time.perf_counter()
+        try:
+            answer = await room.local_participant.perform_rpc(
+                destination_identity=args.rpc_to, method="probe.echo", payload="ping"
+            )
+            emit("rpc_result", response=answer, ms=round((time.perf_counter() - started) * 1000, 1))
+        except Exception as exc:
+            emit("error", stage="rpc", error=f"{type(exc).__name__}: {exc}")
     stop = asyncio.Event()
     if args.tone:
         source = rtc.AudioSource(SAMPLE_RATE, 1)
@@ -187,6 +210,8 @@ def main() -> None:
         action="store_false",
         help="subscribe to audio tracks one by one (set_subscribed)",
     )
+    parser.add_argument("--send-data", default="", help="publish this text (topic 'probe')")
+    parser.add_argument("--rpc-to", default="", help="call probe.echo on this participant")
     parser.add_argument("--stdin-control", action="store_true", help="leave when stdin closes")
     args = parser.parse_args()
     sys.exit(asyncio.run(run(args)))

@@ -60,7 +60,7 @@ class SignalSession:
         self.room = room
         self.participant = participant
         self.auto_subscribe = auto_subscribe
-        self.publisher = PublisherPeer(self._on_publisher_track)
+        self.publisher = PublisherPeer(self._on_publisher_track, self._on_data)
         self.subscriber = SubscriberPeer(self._send_offer)
         self._pending: dict[str, PendingTrack] = {}  # cid -> add_track not yet bound
         self._bound: dict[str, str] = {}  # cid -> track sid, published
@@ -312,6 +312,10 @@ class SignalSession:
 
     def _on_publisher_track(self, mid: str, track: MediaStreamTrack) -> None:
         log.debug("%s: publisher media section %s (%s)", self.participant.identity, mid, track.kind)
+
+    def _on_data(self, label: str, packet: bytes) -> None:
+        if not self._left:
+            self.hub.forward_data(self, label, packet)
 
     async def _bind_tracks(self, offer_sdp: str) -> None:
         """Publish the pending tracks whose cid the offer now carries (its msid track id), and

@@ -161,6 +161,7 @@ async def spawn_probe(
     tone_hz: float = 0.0,
     max_duration_s: float = 30.0,
     auto_subscribe: bool = True,
+    extra_args: tuple[str, ...] = (),
 ) -> Probe:
     """Start an SDK participant inside ``ns``; it stays until ``probe.leave()``."""
     argv = [
@@ -179,6 +180,7 @@ async def spawn_probe(
         argv += ["--tone", str(tone_hz)]
     if not auto_subscribe:
         argv.append("--no-auto-subscribe")
+    argv += extra_args
     process = await ns.spawn(argv, stdin=asyncio.subprocess.PIPE)
     probe = Probe(name, process)
     probe.start_reading()
