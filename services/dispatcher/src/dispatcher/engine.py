@@ -58,11 +58,6 @@ class LeaseLost(Exception):
     """Another replica took the dispatch over (we were paused past our lease)."""
 
 
-class LeaseBusy(Exception):
-    """Another replica kept the lease of a requested dispatch for longer than a lease period:
-    leave the stream entry pending, it is delivered again."""
-
-
 @dataclass(frozen=True, slots=True)
 class Context:
     """What every part of the dispatcher shares."""
@@ -173,7 +168,9 @@ class Engine:
                 self.ctx.metrics.failures.labels(reason.value).inc()
             if is_terminal(target):
                 await io(self.ctx.rooms.release(record.room, record.id))
-            log.info(
+            # Every transition is in the dispatch's event stream already; the log carries
+            # failures (warning) and, at debug level, the rest.
+            (log.warning if target is DispatchState.FAILED else log.debug)(
                 "transition",
                 dispatch_id=record.id,
                 previous=result.previous,

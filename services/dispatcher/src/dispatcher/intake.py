@@ -1,17 +1,24 @@
 """A new dispatch request: check the registry, claim the room and the dispatch, then make the
-first attempt. A redelivered request finds its record and resumes from its state."""
+first attempt.
+
+One pipelined round trip reads the record, takes the dispatch's lease, claims the room, sets a
+resume deadline and acks the stream entry: from then on the deadline (not the stream entry)
+guarantees that the request is processed, by this replica or, if it dies, by whichever
+replica's scanner sees the deadline due (``resume_requested``). A redelivered request finds
+its record and leaves it to its state.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from agentline.ids import now_ms
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord, DispatchRequest
+from redis.asyncio.client import Pipeline
 
-from dispatcher.engine import Engine, LeaseBusy, LeaseLost, dispatch_span
+from dispatcher.engine import Engine, LeaseLost, dispatch_span
 from dispatcher.overhead import io
 from dispatcher.registry_check import wait_for_worker
 
@@ -19,87 +26,101 @@ log = get_logger("dispatcher.intake")
 
 
 async def start_dispatch(
-    engine: Engine, request: DispatchRequest, settle: Callable[[], Awaitable[None]]
+    engine: Engine, request: DispatchRequest, ack_in: Callable[[Pipeline], object]
 ) -> None:
-    """``settle`` acks the stream entry: called as soon as the dispatch is ``dispatching``
-    (from then on its lease and deadline resume it after a crash, so the entry is no longer
-    needed and cannot be taken over by another replica while LiveKit calls are slow)."""
     ctx = engine.ctx
-    record = await io(ctx.store.get(request.dispatch_id))
-    if record is None:
-        log.warning("request without a record (expired?)", dispatch_id=request.dispatch_id)
-        return
-    if record.state is not DispatchState.REQUESTED:
-        if not record.is_terminal:
-            # Redelivered after a crash: the deadlines resume it from its state.
-            await io(ctx.deadlines.schedule(record.id, now_ms(), only_if_absent=True))
-        return
-    at = now_ms()
-    requested_at = record.timestamps.get("requested", at)
-    ctx.metrics.stage_latency.labels("queue_wait", "none").observe(max(0, at - requested_at) / 1000)
-    settings = ctx.settings
-    if not record.room or not record.agent_name:
-        detail = {"error": "room and agent_name must not be empty"}
-        await engine.fail(record, FailureReason.LIVEKIT_REJECTED, "intake", detail, record.version)
-        return
-    if not await wait_for_worker(
-        ctx.served, record.agent_name, settings.registry_policy, settings.registry_wait_seconds
-    ):
-        names = ",".join(await ctx.served.names())
-        detail = {"agent_name": record.agent_name, "served_agent_names": names or "(none)"}
-        await engine.fail(
-            record, FailureReason.NO_WORKER_FOR_AGENT, "registry", detail, record.version
-        )
-        return
-    # Lease (so no scanner resumes us), room ownership and a resume deadline, in one trip.
+    dispatch_id = request.dispatch_id
     async with ctx.redis.pipeline(transaction=False) as pipe:
-        ctx.leases.acquire_in(pipe, record.id, ctx.lease_ms)
-        ctx.rooms.claim_in(pipe, record.room, record.id)
-        ctx.deadlines.schedule_in(pipe, record.id, now_ms() + ctx.lease_ms)
-        leased, room_claimed, _ = await io(pipe.execute())
+        pipe.hgetall(ctx.keys.dispatch(dispatch_id))
+        token = ctx.leases.acquire_in(pipe, dispatch_id, ctx.lease_ms)
+        ctx.rooms.claim_in(pipe, request.room, dispatch_id)
+        # NX: a redelivered request keeps the deadline its stage already has.
+        pipe.zadd(ctx.keys.deadlines, {dispatch_id: now_ms() + ctx.lease_ms}, nx=True)
+        ack_in(pipe)
+        raw, leased, room_claimed, _, _ = await io(pipe.execute())
+    leased = ctx.leases.acquired(dispatch_id, token, leased)
+    record = DispatchRecord.from_hash(raw) if raw else None
+    if record is None or record.state is not DispatchState.REQUESTED:
+        if record is None:
+            log.warning("request without a record (expired?)", dispatch_id=dispatch_id)
+            await io(ctx.deadlines.clear(dispatch_id))
+        if leased:
+            await io(ctx.leases.release(dispatch_id))
+        return
     if not leased:
-        # Another replica holds it: it moves it on, or it died and its lease runs out.
-        waited = await _wait_for_lease(engine, record)
-        if waited is None:
-            return
-        record = waited
+        return  # another replica holds it; if it dies, the deadline brings it back
     if not room_claimed and not await _take_room(engine, record):
-        await ctx.leases.release(record.id)
+        await io(ctx.leases.release(dispatch_id))
         return
-    # The version we read as `requested`: a replica that read it late (its entry was taken
-    # over meanwhile) must not move an already dispatched record back to dispatching.
-    result = await engine.move(
-        record,
-        DispatchState.DISPATCHING,
-        "intake",
-        fields={"attempts": 1},
-        expected_version=record.version,
-    )
-    if not result.applied:
-        await ctx.leases.release(record.id)
+    await first_attempt(engine, record)
+
+
+async def resume_requested(engine: Engine, record: DispatchRecord) -> None:
+    """The scanner found a ``requested`` dispatch whose replica died after acking it."""
+    ctx = engine.ctx
+    if not await io(ctx.leases.acquire(record.id, ctx.lease_ms)):
+        remaining = max(await io(ctx.leases.remaining_ms(record.id)), 100)
+        await io(ctx.deadlines.schedule(record.id, now_ms() + remaining))
         return
-    await settle()
+    log.info("resuming requested dispatch", dispatch_id=record.id)
+    await io(ctx.deadlines.schedule(record.id, now_ms() + ctx.lease_ms))
+    if not await io(ctx.rooms.claim(record.room, record.id)) and not await _take_room(
+        engine, record
+    ):
+        await io(ctx.leases.release(record.id))
+        return
+    await first_attempt(engine, record)
+
+
+async def first_attempt(engine: Engine, record: DispatchRecord) -> None:
+    """We hold the lease of a ``requested`` dispatch: registry check, then attempt 1."""
+    ctx = engine.ctx
     try:
+        at = now_ms()
+        requested_at = record.timestamps.get("requested", at)
+        wait_s = max(0, at - requested_at) / 1000
+        ctx.metrics.stage_latency.labels("queue_wait", "none").observe(wait_s)
+        if not record.room or not record.agent_name:
+            detail = {"error": "room and agent_name must not be empty"}
+            await engine.fail(
+                record, FailureReason.LIVEKIT_REJECTED, "intake", detail, record.version
+            )
+            return
+        settings = ctx.settings
+
+        async def keep_lease() -> bool:
+            return await ctx.leases.renew(record.id, ctx.lease_ms)
+
+        if not await wait_for_worker(
+            ctx.served,
+            record.agent_name,
+            settings.registry_policy,
+            settings.registry_wait_seconds,
+            keep_lease,
+        ):
+            names = ",".join(await ctx.served.names())
+            detail = {"agent_name": record.agent_name, "served_agent_names": names or "(none)"}
+            await engine.fail(
+                record, FailureReason.NO_WORKER_FOR_AGENT, "registry", detail, record.version
+            )
+            return
+        # The version we read as `requested`: a replica that read it late must not move an
+        # already dispatched record back to dispatching.
+        result = await engine.move(
+            record,
+            DispatchState.DISPATCHING,
+            "intake",
+            fields={"attempts": 1},
+            expected_version=record.version,
+        )
+        if not result.applied:
+            return
         with dispatch_span(record, "dispatcher.dispatch"):
             await engine.attempt(record, 1, look_first=False)
     except LeaseLost:
         log.warning("lease lost while dispatching", dispatch_id=record.id)
-
-
-async def _wait_for_lease(engine: Engine, record: DispatchRecord) -> DispatchRecord | None:
-    """Wait until the lease is ours (the record still ``requested``), or someone else moved the
-    dispatch on (None). Bounded by one lease period."""
-    ctx = engine.ctx
-    deadline = now_ms() + ctx.lease_ms + 1000
-    while now_ms() < deadline:
-        remaining = await io(ctx.leases.remaining_ms(record.id))
-        await asyncio.sleep(min(max(remaining, 50), 500) / 1000)
-        fresh = await io(ctx.store.get(record.id))
-        if fresh is None or fresh.state is not DispatchState.REQUESTED:
-            return None
-        if await io(ctx.leases.acquire(record.id, ctx.lease_ms)):
-            return fresh
-    raise LeaseBusy(record.id)
+    finally:
+        await ctx.leases.release(record.id)  # a no-op once the attempt released it
 
 
 async def _take_room(engine: Engine, record: DispatchRecord) -> bool:

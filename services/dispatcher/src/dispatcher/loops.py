@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from agentline.ids import now_ms
@@ -19,9 +20,9 @@ from agentline.streams import StreamConsumer, StreamEntry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dispatcher.engine import Engine, LeaseBusy
+from dispatcher.engine import Engine
 from dispatcher.intake import start_dispatch
-from dispatcher.overhead import io, step
+from dispatcher.overhead import step
 from dispatcher.signals import from_worker_event
 from dispatcher.tracking import Tracker
 
@@ -169,27 +170,20 @@ class Loops:
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             await self.requests.dead_letter(entry, f"invalid request: {error}")
             return
-        acked = False
 
-        async def settle() -> None:
-            nonlocal acked
-            if not acked:
-                await io(self.requests.ack(entry.entry_id))
-                acked = True
+        def ack_in(pipe: Any) -> None:
+            pipe.xack(self.requests.stream, self.requests.group, entry.entry_id)
 
         with step(self.ctx.metrics.own_overhead, "request") as clock:
             try:
-                await start_dispatch(self.engine, request, settle)
+                await start_dispatch(self.engine, request, ack_in)
             except asyncio.CancelledError:
                 await self._hand_back(request.dispatch_id)
                 raise
             except REDIS_ERRORS as error:
                 self.health.failed(error)  # left pending: read again once Redis is back
                 return
-            except LeaseBusy:
-                return  # left pending: claimed again after DISPATCHER_CLAIM_IDLE_SECONDS
         self.engine.account(request.dispatch_id, clock.own_seconds(), request=True, speaking=False)
-        await settle()
 
     async def _hand_back(self, dispatch_id: str) -> None:
         """Draining ran out of time: let another replica resume it now."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from agentline.registry import WorkerRegistry
 from agentline.settings import RegistryPolicy
@@ -41,9 +42,14 @@ class ServedNames:
 
 
 async def wait_for_worker(
-    served: ServedNames, agent_name: str, policy: RegistryPolicy, wait_seconds: float
+    served: ServedNames,
+    agent_name: str,
+    policy: RegistryPolicy,
+    wait_seconds: float,
+    keepalive: Callable[[], Awaitable[bool]] | None = None,
 ) -> bool:
-    """True when a live worker serves ``agent_name`` (always True under ``advise``)."""
+    """True when a live worker serves ``agent_name`` (always True under ``advise``).
+    ``keepalive`` runs while waiting (it renews the dispatch's lease)."""
     if policy is RegistryPolicy.ADVISE:
         return True
     if await served.serves(agent_name):
@@ -55,4 +61,6 @@ async def wait_for_worker(
         await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
         if agent_name in await served.refresh():
             return True
+        if keepalive is not None and not await keepalive():
+            return False
     return False

@@ -44,7 +44,11 @@ class DispatcherService:
         self.consumer = consumer_name(settings)
         self.metrics = DispatcherMetrics(registry)
         self.health = Health()
-        self.redis = make_client(settings.redis_url, socket_timeout=10.0)
+        # One connection per in-flight step (each awaits one call at a time), plus the blocked
+        # stream reads and webhook handlers: a burst must not queue for a connection.
+        self.redis = make_client(
+            settings.redis_url, max_connections=settings.max_in_flight + 64, socket_timeout=10.0
+        )
         self.gateway = LiveKitGateway(
             settings.livekit_http_url,
             settings.livekit_api_key,

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 from agentline.keys import Keys
@@ -73,31 +75,64 @@ class Leases:
         self.redis = redis
         self.keys = keys
         self.owner = owner
+        self.held: dict[str, tuple[str, float]] = {}  # dispatch id -> (token, renewed at)
         self._if_ours = redis.register_script(_IF_OURS)
 
     def key(self, dispatch_id: str) -> str:
         return self.keys.dispatch(dispatch_id) + ":lease"
 
-    def acquire_in(self, pipe: Pipeline, dispatch_id: str, ttl_ms: int) -> None:
-        pipe.set(self.key(dispatch_id), self.owner, nx=True, px=ttl_ms)
+    # Each holding is a fresh token, and this process remembers what it holds: two tasks of
+    # one process (the intake and the scanner) never both believe they hold a dispatch.
+    def _new_token(self) -> str:
+        return f"{self.owner}:{uuid.uuid4().hex[:8]}"
+
+    def holds(self, dispatch_id: str) -> bool:
+        return dispatch_id in self.held
+
+    def acquire_in(self, pipe: Pipeline, dispatch_id: str, ttl_ms: int) -> str:
+        """Queue an acquisition; pass its result to :meth:`acquired`."""
+        token = self._new_token()
+        pipe.set(self.key(dispatch_id), token, nx=True, px=ttl_ms)
+        return token
+
+    def acquired(self, dispatch_id: str, token: str, ok: Any) -> bool:
+        if not ok or dispatch_id in self.held:
+            return False
+        self.held[dispatch_id] = (token, time.monotonic())
+        return True
 
     async def acquire(self, dispatch_id: str, ttl_ms: int) -> bool:
-        key = self.key(dispatch_id)
-        if await self.redis.set(key, self.owner, nx=True, px=ttl_ms):
-            return True
-        # A lease we hold already (a step of ours resumed) is ours to renew.
-        return await self.renew(dispatch_id, ttl_ms)
+        if dispatch_id in self.held:
+            return False
+        token = self._new_token()
+        ok = await self.redis.set(self.key(dispatch_id), token, nx=True, px=ttl_ms)
+        return self.acquired(dispatch_id, token, ok)
 
-    async def renew(self, dispatch_id: str, ttl_ms: int) -> bool:
-        result = await self._if_ours(keys=[self.key(dispatch_id)], args=[self.owner, ttl_ms])
-        return int(result) == 1
+    async def renew(self, dispatch_id: str, ttl_ms: int, lazy: bool = True) -> bool:
+        """Extend our lease; ``lazy``: only once a third of it has passed. False: not ours."""
+        holding = self.held.get(dispatch_id)
+        if holding is None:
+            return False
+        token, renewed_at = holding
+        if lazy and time.monotonic() - renewed_at < ttl_ms / 3000:
+            return True
+        result = await self._if_ours(keys=[self.key(dispatch_id)], args=[token, ttl_ms])
+        if int(result) != 1:
+            self.held.pop(dispatch_id, None)
+            return False
+        self.held[dispatch_id] = (token, time.monotonic())
+        return True
 
     async def release(self, dispatch_id: str) -> None:
-        await self._if_ours(keys=[self.key(dispatch_id)], args=[self.owner])
+        holding = self.held.pop(dispatch_id, None)
+        if holding is not None:
+            await self._if_ours(keys=[self.key(dispatch_id)], args=[holding[0]])
 
     async def release_in(self, pipe: Pipeline, dispatch_id: str) -> None:
-        # On a pipeline the script call only queues the command; execute() runs it.
-        await self._if_ours(keys=[self.key(dispatch_id)], args=[self.owner], client=pipe)
+        holding = self.held.pop(dispatch_id, None)
+        if holding is not None:
+            # On a pipeline the script call only queues the command; execute() runs it.
+            await self._if_ours(keys=[self.key(dispatch_id)], args=[holding[0]], client=pipe)
 
     async def remaining_ms(self, dispatch_id: str) -> int:
         return int(await self.redis.pttl(self.key(dispatch_id)))

@@ -11,6 +11,7 @@ from agentline.logs import get_logger
 from agentline.schema import DispatchRecord
 
 from dispatcher.engine import Engine, LeaseLost, backoff_seconds, dispatch_span, is_our_agent
+from dispatcher.intake import resume_requested
 from dispatcher.livekit_gateway import AgentParticipant, ErrorKind, LiveKitError
 from dispatcher.overhead import io
 from dispatcher.signals import Signal, SignalKind, Source
@@ -98,6 +99,9 @@ class Tracker:
         reason: FailureReason | None = None,
     ) -> DispatchState | None:
         result = await self.engine.move(record, target, source, fields=fields, reason=reason)
+        if result.applied and target is DispatchState.SPEAKING:
+            # Speaking: only the slow end-of-call check remains (saves the poll visit).
+            await io(self.ctx.deadlines.schedule(record.id, now_ms() + SPEAKING_POLL_MS))
         return target if result.applied else None
 
     async def room_or_agent_gone(self, record: DispatchRecord, source: str) -> DispatchState | None:
@@ -122,17 +126,13 @@ class Tracker:
     async def visit(self, dispatch_id: str) -> None:
         ctx = self.ctx
         record = await io(ctx.store.get(dispatch_id))
-        if (
-            record is None
-            or record.is_terminal
-            or record.state
-            in (
-                DispatchState.REQUESTED,
-                DispatchState.WAITING,
-            )
-        ):
-            # Terminal: nothing to watch. Requested: the stream entry drives it.
+        if record is None or record.is_terminal or record.state is DispatchState.WAITING:
+            # Nothing to watch (waiting: capacity-aware admission will own these).
             await io(ctx.deadlines.clear(dispatch_id))
+            return
+        if record.state is DispatchState.REQUESTED:
+            # Its stream entry was acked by a replica that died before dispatching it.
+            await resume_requested(self.engine, record)
             return
         now = now_ms()
         if record.state is DispatchState.DISPATCHING:
@@ -171,6 +171,8 @@ class Tracker:
                 await self.engine.attempt(record, attempt, look_first=True)
         except LeaseLost:
             return
+        finally:
+            await io(ctx.leases.release(record.id))
 
     # -- polling (fallback signal source) -------------------------------------------------
     async def poll(self, record: DispatchRecord) -> None:
