@@ -249,3 +249,27 @@ def test_end_reason_of_a_job_closed_by_the_worker_names_why() -> None:
     jobs.on_report(JobReport(kind=JobReportKind.ENDED, job_id="j1", reason=closed))
     jobs.on_report(JobReport(kind=JobReportKind.ENDED, job_id="j2", reason="caller left"))
     assert [e.reason for e in sink.events] == ["terminated by LiveKit", "caller left"]
+
+
+async def test_the_request_span_continues_the_dispatch_trace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent_worker import jobs as jobs_module
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(jobs_module, "_tracer", provider.get_tracer("test"))
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    meta = json.dumps({"dispatch_id": "dsp_t",
+                       "trace": {"traceparent": f"00-{trace_id}-{parent_id}-01"}})  # fmt: skip
+    jobs, _, _ = _jobs()
+    await jobs.on_request(FakeRequest("j1", meta))  # type: ignore[arg-type]
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "agent_worker.job_request"
+    assert format(span.context.trace_id, "032x") == trace_id
+    assert span.parent is not None and format(span.parent.span_id, "016x") == parent_id
+    assert span.attributes["agentline.answer"] == "accepted"

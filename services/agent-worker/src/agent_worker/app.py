@@ -17,6 +17,7 @@ from agentline.redis_conn import make_client
 from agentline.registry import WorkerRegistry
 from agentline.schema import WorkerInfo
 from agentline.settings import AgentWorkerSettings
+from agentline.telemetry import setup_tracing
 from livekit.agents import AgentServer
 from livekit.agents import __version__ as agents_version
 
@@ -152,6 +153,7 @@ class WorkerApp:
         """Serve until :meth:`request_stop` (SIGTERM), then drain and exit."""
         async with AsyncExitStack() as stack:
             s = self.settings
+            setup_tracing("agent-worker")  # exports over OTLP only when configured
             endpoint = await resolve_model_endpoint(s, stack)
             sink, heartbeat = await self._start_reporting(stack)
             self.jobs = WorkerJobs(

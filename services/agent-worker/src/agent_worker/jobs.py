@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentline.schema import WorkerEvent, WorkerEventKind
+from agentline.telemetry import extract_context, tracer
 from livekit.agents import JobRequest
 
 from agent_worker.capacity import SlotLedger
@@ -21,6 +22,7 @@ from agent_worker.metrics import WorkerMetrics
 from agent_worker.reporting import EventSink
 
 log = logging.getLogger("agent_worker.jobs")
+_tracer = tracer("agent_worker")
 DISPATCH_ID_ATTRIBUTE = "agentline.dispatch_id"
 _REPORT_GRACE_S = 2.0
 PARENT_SHUTDOWN = "parent process shutdown"  # livekit-agents' reason for a closed process  # a dead process's last report may still be in the socket
@@ -88,6 +90,17 @@ class WorkerJobs:
     async def on_request(self, request: JobRequest) -> None:
         dispatch = parse_dispatch_metadata(request.job.metadata)
         job = TrackedJob(request.id, dispatch.dispatch_id, request.room.name)
+        # one trace per dispatch: this span continues the dispatcher's (from the metadata)
+        with _tracer.start_as_current_span(
+            "agent_worker.job_request",
+            context=extract_context(dispatch.trace) if dispatch.trace else None,
+            attributes={"agentline.dispatch_id": job.dispatch_id, "livekit.job_id": job.job_id,
+                        "livekit.room": job.room, "agentline.agent_name": self.agent_name},
+        ) as span:  # fmt: skip
+            answer = await self._answer(request, job, dispatch.dispatch_id)
+            span.set_attribute("agentline.answer", answer)
+
+    async def _answer(self, request: JobRequest, job: TrackedJob, dispatch_id: str) -> str:
         self.metrics.job_requests.inc()
         self._event(WorkerEventKind.REQUEST_RECEIVED, job)
         reason = ""
@@ -103,21 +116,23 @@ class WorkerJobs:
             )
             # terminate=False: LiveKit may offer the job to another worker
             await request.reject(terminate=False)
-            return
+            return f"rejected: {reason}"
         self.jobs[request.id] = job
         self.metrics.jobs_accepted.inc()
         self._event(WorkerEventKind.ACCEPTED, job, agent_identity=self.identity)
         self.update_gauges()
-        attributes = {DISPATCH_ID_ATTRIBUTE: dispatch.dispatch_id} if dispatch.dispatch_id else {}
+        attributes = {DISPATCH_ID_ATTRIBUTE: dispatch_id} if dispatch_id else {}
         try:
             await request.accept(
                 identity=self.identity, name=self.display_name, attributes=attributes
             )
         except Exception as exc:  # no assignment in time, or no process to run it
             self._fail(job, "assignment", f"{type(exc).__name__}: {exc}")
+            return "accepted, never assigned"
         finally:
             self.ledger.release(request.id)
             self.update_gauges()
+        return "accepted"
 
     def on_answer_sent(self, job_id: str, accepted: bool, seconds: float) -> None:
         self.metrics.acceptance_seconds.observe(seconds)
