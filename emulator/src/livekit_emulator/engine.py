@@ -143,7 +143,6 @@ class DispatchEngine:
             room_counts=room.proto_counts(),
             room_metadata=room.metadata,
         )
-        dispatch.requests.append(job)
         if not served:
             self._drop(job, DEFAULT_UNSERVED)
             return

@@ -211,8 +211,6 @@ class Dispatch:
     deployment: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
     jobs: list[Job] = field(default_factory=list)
-    # Every job request made for it, including dropped ones (admin view).
-    requests: list[Job] = field(default_factory=list)
 
     def proto(self, now: float | None = None) -> agent_dispatch.AgentDispatch:
         jobs = [j for j in self.jobs if now is None or j.visible_at <= now]
