@@ -30,6 +30,7 @@ from token_api.controllers.dispatches import DispatchController
 from token_api.controllers.health import HealthController
 from token_api.controllers.sessions import SessionController
 from token_api.idempotency import IdempotencyStore
+from token_api.observability import LeanPrometheusMiddleware
 from token_api.problems import EXCEPTION_HANDLERS
 from token_api.ratelimit import RateLimiter
 from token_api.redis_client import redis_client
@@ -139,6 +140,7 @@ def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Li
         group_path=True,
         exclude_unhandled_paths=True,
         exclude=UNMEASURED_PATHS,
+        middleware_class=LeanPrometheusMiddleware,
     )
     return Litestar(
         route_handlers=[SessionController, DispatchController, AgentController, HealthController],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 # Publishing is sub-millisecond on loopback: finer buckets than the voice ones at the low end.
@@ -27,3 +29,23 @@ PUBLISH_LATENCY = Histogram(
     "Time to record a dispatch and publish its request to the Redis stream",
     buckets=PUBLISH_BUCKETS,
 )
+
+
+_sessions_by_agent: dict[str, Any] = {}
+_dispatches_by_kind: dict[str, Any] = {}
+
+
+def session_created(agent_name: str) -> None:
+    """Count a session; the labelled series is looked up once per agent name (the names are
+    the deployment's allowed ones, so the cache stays small)."""
+    series = _sessions_by_agent.get(agent_name)
+    if series is None:
+        series = _sessions_by_agent[agent_name] = SESSIONS_CREATED.labels(agent_name)
+    series.inc()
+
+
+def dispatch_requested(kind: str) -> None:
+    series = _dispatches_by_kind.get(kind)
+    if series is None:
+        series = _dispatches_by_kind[kind] = DISPATCHES_REQUESTED.labels(kind)
+    series.inc()

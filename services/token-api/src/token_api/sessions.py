@@ -4,10 +4,12 @@ publish it (one atomic Redis call), then mint the token. LiveKit is never called
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -32,8 +34,11 @@ from token_api.schemas import (
 )
 from token_api.state import AppState
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
-def rfc3339(unix_seconds: float) -> str:
+
+@lru_cache(maxsize=4096)
+def rfc3339(unix_seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_seconds))
 
 
@@ -73,7 +78,7 @@ def display_name(name: str | None) -> str:
         return ""
     if len(name.encode()) > LIVEKIT_NAME_MAX_BYTES:
         raise invalid("name", f"at most {LIVEKIT_NAME_MAX_BYTES} bytes of UTF-8")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+    if _CONTROL_CHARS.search(name):
         raise invalid("name", "control characters are not allowed")
     return name
 
@@ -125,6 +130,21 @@ def dispatch_span(headers: Mapping[str, str], name: str) -> Iterator[None]:
         yield
 
 
+def trace_carrier() -> dict[str, str]:
+    """The current span as W3C trace context (what ``inject_context`` writes, without going
+    through the propagator registry on the hot path)."""
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return inject_context()
+    carrier = {
+        "traceparent": f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+        f"{int(span_context.trace_flags):02x}"
+    }
+    if span_context.trace_state:
+        carrier["tracestate"] = span_context.trace_state.to_header()
+    return carrier
+
+
 def _parent_of(traceparent: str) -> SpanContext | None:
     if not traceparent:
         return None
@@ -141,7 +161,7 @@ async def _record(
     result = await state.session_store.create(request, idempotency_key)
     metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
     if result.created:
-        metrics.DISPATCHES_REQUESTED.labels(request.kind.value).inc()
+        metrics.dispatch_requested(request.kind.value)
         return None
     earlier = await state.store.get(result.dispatch_id)
     if earlier is None:
@@ -171,7 +191,7 @@ async def create_session(
         metadata=metadata,
         caller_identity=identity,
         requested_at_ms=now_ms(),
-        trace=inject_context(),
+        trace=trace_carrier(),
     )
     # The token is minted only after the dispatch is recorded: no token without a dispatch.
     earlier = await _record(state, request, idempotency_key)
@@ -180,7 +200,7 @@ async def create_session(
         link = dispatch_link(earlier.id, earlier.state)
     else:
         link = dispatch_link(request.dispatch_id, DispatchState.REQUESTED)
-        metrics.SESSIONS_CREATED.labels(agent_name).inc()
+        metrics.session_created(agent_name)
     return SessionCreated(_token(state, room, identity, name, metadata, ttl), link)
 
 
@@ -207,7 +227,7 @@ async def create_reinvite(
         kind=DispatchKind.REINVITE,
         metadata=metadata_text(settings, body.metadata),
         requested_at_ms=now_ms(),
-        trace=inject_context(),
+        trace=trace_carrier(),
     )
     earlier = await _record(state, request, idempotency_key)
     if earlier is not None:
