@@ -30,7 +30,6 @@ except ImportError:  # pragma: no cover
     _async_fixture = pytest.fixture
 
 
-
 @_async_fixture
 async def livekit_emulator() -> AsyncIterator[RunningEmulator]:
     """An emulator on a free port: keys ``{DEFAULT_API_KEY: DEFAULT_API_SECRET}``, no
