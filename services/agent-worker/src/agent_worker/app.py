@@ -180,7 +180,11 @@ class WorkerApp:
             self.health = HealthServer(
                 s.host, s.port, self.health_state, self.metrics.render, self.stats
             )
-            await self.health.start()
+            try:
+                await self.health.start()
+            except OSError as bind_error:
+                message = f"agent-worker: cannot serve HTTP on {s.host}:{s.port}: {bind_error}"
+                raise SystemExit(message) from None
             stack.push_async_callback(self.health.aclose)
 
             # The Realtime model detects turns server-side: the local VAD and end-of-turn
@@ -203,8 +207,8 @@ class WorkerApp:
             await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             if run_task.done():
                 stop_task.cancel()
-                exc = run_task.exception()
-                log.error("the LiveKit worker stopped: %s", exc)
+                failure = run_task.failureeption()
+                log.error("the LiveKit worker stopped: %s", failure)
                 self.exit_code = 1
             else:
                 await self._drain(server, heartbeat)

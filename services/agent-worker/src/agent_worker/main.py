@@ -15,7 +15,10 @@ import sys
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="agent-worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="agent-worker",
+        description="The travel assistant's LiveKit worker (settings from the environment).",
+    )
     parser.add_argument("--agent-name", help="agent_name to register (AGENT_WORKER_AGENT_NAME)")
     parser.add_argument("--max-jobs", type=int, help="capacity (AGENT_WORKER_MAX_JOBS)")
     parser.add_argument("--port", type=int, help="HTTP port (AGENT_WORKER_PORT)")
