@@ -207,7 +207,7 @@ class WorkerApp:
             await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             if run_task.done():
                 stop_task.cancel()
-                failure = run_task.failureeption()
+                failure = run_task.exception()
                 log.error("the LiveKit worker stopped: %s", failure)
                 self.exit_code = 1
             else:
