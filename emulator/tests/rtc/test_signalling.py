@@ -322,3 +322,12 @@ async def test_socket_lost_without_leave_means_participant_left(
     left = [e for e in emu.state.events if e["event"] == "participant_left"]
     assert len(left) == 1, left
     await watcher.ws.close()
+
+
+async def test_emulator_stops_promptly_with_sessions_open(http: aiohttp.ClientSession) -> None:
+    async with running_emulator(keys={KEY: SECRET}) as running:
+        client, _ = await join(http, running, "stayer")
+        started = asyncio.get_running_loop().time()
+    assert asyncio.get_running_loop().time() - started < 3.0
+    await client.closed()
+    assert client.ws.closed
