@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-
 from livekit_emulator.netns import NetNamespace, skip_reason
 
 pytestmark = [
@@ -34,10 +33,10 @@ class RunningSystem:
     process: asyncio.subprocess.Process
     log: list[str]
 
-    async def run(self, *argv: str, timeout: float = 120.0) -> tuple[int, str, str]:
+    async def run(self, *argv: str, wait_s: float = 120.0) -> tuple[int, str, str]:
         """Run a command inside the namespace; return its code, stdout and stderr."""
         proc = await self.ns.spawn(list(argv), env=dict(os.environ))
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(), wait_s)
         return proc.returncode or 0, out.decode(), err.decode()
 
     async def probe(self, *extra: str) -> dict[str, Any]:
@@ -58,6 +57,15 @@ class RunningSystem:
         )  # fmt: skip
         assert code == 0, err
         return out
+
+    async def doctor(self, *extra: str) -> tuple[int, str, str]:
+        """`agentline doctor --json` inside the namespace, configured like the services."""
+        proc = await self.ns.spawn(
+            ["agentline", "doctor", "--json", *extra],
+            env={**os.environ, "LIVEKIT_URL": f"ws://{self.ns.server_ip}:7880"},
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        return proc.returncode or 0, out.decode(), err.decode()
 
     def tail(self, lines: int = 60) -> str:
         return "".join(self.log[-lines:])
@@ -155,6 +163,13 @@ async def test_session_reaches_speaking_with_real_audio(system: RunningSystem) -
     dispatcher_metrics = await system.get("http://127.0.0.1:8081/metrics")
     assert "dispatcher_" in dispatcher_metrics
 
+    # And the doctor, probe included, finds nothing wrong.
+    code, out, err = await system.doctor()
+    report = json.loads(out)
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert code == 0 and report["ok"], f"{failed}\n{err[-1500:]}"
+    assert any(c["section"] == "probe" for c in report["checks"])
+
 
 @pytest.mark.timeout(240)
 async def test_worker_with_another_agent_name_is_diagnosed(misnamed_system: RunningSystem) -> None:
@@ -163,6 +178,12 @@ async def test_worker_with_another_agent_name_is_diagnosed(misnamed_system: Runn
     assert result["state"] == "failed", f"{result}\n{misnamed_system.tail()}"
     assert result["reason"] == "no_worker_for_agent"
     assert "support-bot" in json.dumps(result["detail"]), result
+
+    code, out, _ = await misnamed_system.doctor("--no-probe")
+    report = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert code == 1
+    mismatch = report["agent_name 'travel-assistant' served"]
+    assert not mismatch["ok"] and "'support-bot'" in mismatch["evidence"]
 
 
 def _sample(text: str, name: str) -> float:
