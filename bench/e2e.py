@@ -37,7 +37,7 @@ def summarize(load: dict[str, Any]) -> dict[str, Any]:
     outcomes: dict[str, int] = {}
     for record in records:
         state = record.get("state", "?")
-        key = state if state != "failed" else f"failed:{record.get('reason', {}).get('code', '?')}"
+        key = state if state != "failed" else f"failed:{record.get('failure', {}).get('reason')}"
         outcomes[key] = outcomes.get(key, 0) + 1
         for stage, at in _ms(record).items():
             if stage in by_stage:

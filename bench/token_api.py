@@ -248,9 +248,15 @@ def _python_load(url: str, connections: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def _drive(wrk: str | None, url: str, connections: int, seconds: float, script: Path) -> dict[str, Any]:
+def _drive(
+    wrk: str | None, url: str, connections: int, seconds: float, script: Path
+) -> dict[str, Any]:
     load = os.getloadavg()[0]
-    figures = _wrk(wrk, url, connections, seconds, script) if wrk else _python_load(url, connections, seconds)
+    figures = (
+        _wrk(wrk, url, connections, seconds, script)
+        if wrk
+        else _python_load(url, connections, seconds)
+    )
     return {"load_average_before": round(load, 2), **figures}
 
 
@@ -353,7 +359,15 @@ def run() -> dict[str, Any]:
             ("bare", _uvicorn("bench.token_api:bare_app", port), common_env, "/bare"),
             (
                 "token_api",
-                [sys.executable, "-m", "token_api.main", "--host", "127.0.0.1", "--port", str(port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "token_api.main",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
                 token_api_env,
                 "/v1/sessions",
             ),
@@ -362,9 +376,13 @@ def run() -> dict[str, Any]:
         with _process(emulator, {}, f"http://127.0.0.1:{emu_port}/", workdir / "emulator.log"):
             for name, cmd, env, path in servers:
                 url = f"http://127.0.0.1:{port}{path}"
-                with _process(cmd, env, f"http://127.0.0.1:{port}/", workdir / f"{name}.log") as proc:
+                with _process(
+                    cmd, env, f"http://127.0.0.1:{port}/", workdir / f"{name}.log"
+                ) as proc:
                     _drive(wrk, url, 16, WARMUP_S, script)
-                    runs[name] = {str(c): _drive(wrk, url, c, DURATION_S, script) for c in CONNECTIONS}
+                    runs[name] = {
+                        str(c): _drive(wrk, url, c, DURATION_S, script) for c in CONNECTIONS
+                    }
                     if name == "token_api":
                         runs[name]["requests_in_stream"] = _stream_length(redis_url, namespace)
                         if not _token_api_met(runs):
@@ -382,7 +400,10 @@ def run() -> dict[str, Any]:
 
 def _token_api_met(runs: dict[str, dict[str, Any]]) -> bool:
     at16 = runs["token_api"]["16"]
-    return at16["ok_per_s"] >= TARGETS["sessions_per_s_at_16"] and at16["p99_ms"] <= TARGETS["p99_ms_at_16"]
+    return (
+        at16["ok_per_s"] >= TARGETS["sessions_per_s_at_16"]
+        and at16["p99_ms"] <= TARGETS["p99_ms_at_16"]
+    )
 
 
 def _profile_under_load(

@@ -75,6 +75,8 @@ async def _probe(options: DoctorOptions, progress: Callable[[str], None] | None)
         return Check("probe", "live session reaches speaking", True, evidence, data=data)
     if result.reason:
         evidence = f"{stages}; failed: {result.reason}: {result.message}"
+        if result.detail:
+            evidence += " (" + "; ".join(f"{k}={v}" for k, v in result.detail.items()) + ")"
         return Check("probe", "live session reaches speaking", False, evidence, result.hint, data)
     return Check(
         "probe",
