@@ -83,6 +83,8 @@ async def _rtc(request: web.Request) -> web.StreamResponse:
     grants = _grants(request)
     hub = request.app[HUB_KEY]
     emu = hub.emu
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise web.HTTPNotFound()  # a plain GET, as the real server answers it
     if request.query.get("reconnect") == "1":
         # Session resumption is not emulated: refuse it so that the SDK rejoins afresh.
         raise web.HTTPNotFound(text="session resumption is not supported by the emulator")
