@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from agentline.keys import DISPATCHER_GROUP, Keys
-from agentline.settings import TokenApiSettings
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
+
+from agentline.keys import DISPATCHER_GROUP, Keys
+from agentline.settings import TokenApiSettings
 from token_api.app import create_app
 from token_api.testing import API_KEY, LIVEKIT_KEY, LIVEKIT_SECRET, OTHER_API_KEY, serving
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agentline.keys import Keys
-from agentline.settings import TokenApiSettings
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
+
+from agentline.keys import Keys
+from agentline.settings import TokenApiSettings
 from token_api.app import create_app
 from token_api.ratelimit import lease_size, seconds_until_allowed
 from token_api.testing import API_KEY, AUTH, OTHER_API_KEY

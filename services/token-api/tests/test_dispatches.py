@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import msgspec
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.registry import WorkerRegistry
 from agentline.schema import DispatchKind, DispatchRequest, WorkerInfo
 from agentline.store import DispatchStore
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
-from redis.asyncio import Redis
 from token_api.testing import AUTH
 
 Client = AsyncTestClient[Litestar]

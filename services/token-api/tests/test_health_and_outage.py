@@ -9,10 +9,11 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest_asyncio
-from agentline.settings import TokenApiSettings
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
+
+from agentline.settings import TokenApiSettings
 from token_api.app import create_app
 from token_api.testing import AUTH, serving
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from agentline.keys import Keys
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
+
+from agentline.keys import Keys
 from token_api.testing import AUTH, OTHER_API_KEY
 
 Client = AsyncTestClient[Litestar]

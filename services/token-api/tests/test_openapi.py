@@ -7,6 +7,7 @@ from pathlib import Path
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+
 from token_api.openapi_export import schema_json
 
 COMMITTED = Path(__file__).resolve().parents[1] / "openapi.json"

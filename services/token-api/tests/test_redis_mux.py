@@ -7,12 +7,13 @@ import uuid
 
 import pytest
 import uvloop
-from agentline.keys import Keys
-from agentline.schema import DispatchRequest
-from agentline.store import DispatchStore
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+
+from agentline.keys import Keys
+from agentline.schema import DispatchRequest
+from agentline.store import DispatchStore
 from token_api.redis_mux import MuxRedis
 
 

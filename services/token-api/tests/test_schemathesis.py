@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 import redis
 import schemathesis
-from agentline.keys import DISPATCHER_GROUP, Keys
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -18,6 +17,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from agentline.keys import DISPATCHER_GROUP, Keys
 from token_api.app import create_app
 from token_api.openapi_export import schema_json
 from token_api.testing import AUTH, LIVEKIT_KEY, LIVEKIT_SECRET, serving

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from agentline.keys import Keys
-from agentline.schema import DispatchKind, DispatchRequest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from livekit.api import TokenVerifier
 from redis.asyncio import Redis
+
+from agentline.keys import Keys
+from agentline.schema import DispatchKind, DispatchRequest
+from agentline.settings import TokenApiSettings
+from token_api.app import create_app
 from token_api.testing import AUTH, LIVEKIT_KEY, LIVEKIT_SECRET
 
 Client = AsyncTestClient[Litestar]
@@ -155,15 +158,28 @@ async def test_body_over_limit_is_413(client: Client) -> None:
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+@pytest.mark.parametrize("exported", [False, True])
 async def test_caller_traceparent_is_continued_into_the_stream_entry(
-    client: Client, redis_client: Redis, keys: Keys
+    exported: bool,
+    settings: TokenApiSettings,
+    redis_client: Redis,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Without OTLP export the dispatch gets span ids of its own; with it, the ASGI
+    instrumentation's server span (both continue the caller's trace)."""
+    if exported:
+        # A dead endpoint: spans are made by the plugin (tracing is set up once per process).
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    app = create_app(settings)
+    assert any(type(p).__name__ == "OpenTelemetryPlugin" for p in app.plugins) is exported
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    response = await client.post(
-        "/v1/sessions",
-        json={},
-        headers={**AUTH, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
-    )
+    async with AsyncTestClient(app=app) as client:
+        response = await client.post(
+            "/v1/sessions",
+            json={},
+            headers={**AUTH, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        )
     assert response.status_code == 201
     entries = await redis_client.xrange(keys.requests)
     request = msgspec.json.decode(entries[-1][1]["request"], type=DispatchRequest)

@@ -6,10 +6,11 @@ import asyncio
 
 import httpx
 import msgspec
+from redis.asyncio import Redis
+
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState
 from agentline.store import DispatchStore
-from redis.asyncio import Redis
 from token_api.testing import AUTH
 
 PATH = [

@@ -8,6 +8,7 @@ import time
 import jwt
 import pytest
 from livekit.api import AccessToken, TokenVerifier, VideoGrants
+
 from token_api.tokens import TokenMinter
 
 KEY, SECRET = "APIkey123", "a-livekit-secret-of-enough-length-0123456789"

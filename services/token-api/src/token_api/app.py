@@ -7,11 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from agentline.keys import Keys
-from agentline.registry import WorkerRegistry
-from agentline.settings import TokenApiSettings, load_settings
-from agentline.store import DispatchStore
-from agentline.telemetry import setup_tracing
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
@@ -22,6 +17,11 @@ from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlu
 from litestar.plugins.prometheus import PrometheusConfig
 from redis.asyncio import Redis
 
+from agentline.keys import Keys
+from agentline.registry import WorkerRegistry
+from agentline.settings import TokenApiSettings, load_settings
+from agentline.store import DispatchStore
+from agentline.telemetry import setup_tracing
 from token_api import __version__
 from token_api.apikeys import ApiKeys
 from token_api.controllers.agents import AgentController

@@ -14,9 +14,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from agentline.keys import Keys
 from redis.asyncio import Redis
 
+from agentline.keys import Keys
 from token_api.problems import Problem
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600

@@ -8,6 +8,7 @@ import os
 import sys
 
 import uvicorn
+
 from agentline.logs import setup as setup_logging
 from agentline.redis_conn import resolve_redis_url
 from agentline.settings import Environment, TokenApiSettings, load_settings

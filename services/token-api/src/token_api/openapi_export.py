@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from agentline.settings import Environment, TokenApiSettings
-
 from token_api.app import create_app
 
 

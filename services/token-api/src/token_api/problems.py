@@ -11,12 +11,13 @@ import re
 from typing import Any
 
 import msgspec
-from agentline.logs import get_logger
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from agentline.logs import get_logger
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://agentline.dev/problems/"

@@ -14,9 +14,9 @@ import math
 import time
 from dataclasses import dataclass
 
-from agentline.keys import Keys
 from redis.asyncio import Redis
 
+from agentline.keys import Keys
 from token_api.problems import Problem
 
 WINDOW_SECONDS = 60

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
+
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.schema import DispatchKind
-from msgspec import Meta
 
 LIVEKIT_NAME_MAX_BYTES = 256
 SAFE_NAME_PATTERN = r"^[A-Za-z0-9_.:@+=~-]+$"

@@ -3,24 +3,22 @@ publish it (one atomic Redis call), then mint the token. LiveKit is never called
 
 from __future__ import annotations
 
-import os
+import random
 import re
 import secrets
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 import msgspec
+from opentelemetry import trace
+from opentelemetry.trace import TraceFlags
+
 from agentline.ids import new_dispatch_id, now_ms
 from agentline.lifecycle import DispatchState
 from agentline.schema import DispatchKind, DispatchRecord, DispatchRequest
 from agentline.settings import TokenApiSettings
-from agentline.telemetry import extract_context, inject_context
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-
 from token_api import metrics
 from token_api.problems import Problem, invalid
 from token_api.schemas import (
@@ -108,49 +106,31 @@ def _token(
     return SessionToken(room, identity, minted.jwt, state.livekit_url, rfc3339(minted.expires_at))
 
 
-@contextmanager
-def dispatch_span(headers: Mapping[str, str], name: str) -> Iterator[None]:
-    """The span the dispatch's trace starts from.
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
-    With the ASGI instrumentation on (spans exported), its server span is already current.
-    Without it nothing is exported, so recording a span would be pure cost: a non-recording
-    span with fresh ids (continuing the caller's ``traceparent``) is made current instead;
-    the stream entry and the logs still carry one trace id per dispatch. It is marked
-    sampled unless the caller said otherwise, so that services that do export record theirs.
+
+def dispatch_trace(headers: Mapping[str, str]) -> dict[str, str]:
+    """The W3C trace context the dispatch carries through the stream.
+
+    With the ASGI instrumentation on (spans exported) it is the request's server span.
+    Without it nothing is exported, so no span is recorded: the dispatch gets fresh span ids
+    of its own, continuing the caller's ``traceparent`` when there is one, so the dispatcher
+    and the worker still share one trace id per dispatch. It is marked sampled unless the
+    caller said otherwise, so that services that do export record their spans. Ids come
+    from ``random`` like the OpenTelemetry SDK's own id generator.
     """
-    if trace.get_current_span().get_span_context().is_valid:
-        yield
-        return
-    parent = _parent_of(headers.get("traceparent", ""))
-    trace_id = parent.trace_id if parent else int.from_bytes(os.urandom(16), "big") or 1
-    flags = parent.trace_flags if parent else TraceFlags(TraceFlags.SAMPLED)
-    span_id = int.from_bytes(os.urandom(8), "big") or 1
-    context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags)
-    with trace.use_span(NonRecordingSpan(context), end_on_exit=False):
-        yield
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid:
+        return _carrier(current.trace_id, current.span_id, int(current.trace_flags))
+    trace_id, flags = 0, int(TraceFlags.SAMPLED)
+    parent = _TRACEPARENT.match(headers.get("traceparent", "").strip().lower())
+    if parent is not None and int(parent.group(2), 16):
+        trace_id, flags = int(parent.group(1), 16), int(parent.group(3), 16)
+    return _carrier(trace_id or random.getrandbits(128) or 1, random.getrandbits(64) or 1, flags)
 
 
-def trace_carrier() -> dict[str, str]:
-    """The current span as W3C trace context (what ``inject_context`` writes, without going
-    through the propagator registry on the hot path)."""
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
-        return inject_context()
-    carrier = {
-        "traceparent": f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
-        f"{int(span_context.trace_flags):02x}"
-    }
-    if span_context.trace_state:
-        carrier["tracestate"] = span_context.trace_state.to_header()
-    return carrier
-
-
-def _parent_of(traceparent: str) -> SpanContext | None:
-    if not traceparent:
-        return None
-    span_context = trace.get_current_span(extract_context({"traceparent": traceparent}))
-    parent = span_context.get_span_context()
-    return parent if parent.is_valid else None
+def _carrier(trace_id: int, span_id: int, flags: int) -> dict[str, str]:
+    return {"traceparent": f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"}
 
 
 async def _record(
@@ -174,7 +154,10 @@ async def _record(
 
 
 async def create_session(
-    state: AppState, body: SessionCreate, idempotency_key: str | None
+    state: AppState,
+    body: SessionCreate,
+    idempotency_key: str | None,
+    headers: Mapping[str, str],
 ) -> SessionCreated:
     settings = state.settings
     agent_name = agent_name_of(settings, body.agent_name)
@@ -191,7 +174,7 @@ async def create_session(
         metadata=metadata,
         caller_identity=identity,
         requested_at_ms=now_ms(),
-        trace=trace_carrier(),
+        trace=dispatch_trace(headers),
     )
     # The token is minted only after the dispatch is recorded: no token without a dispatch.
     earlier = await _record(state, request, idempotency_key)
@@ -215,7 +198,10 @@ def create_token(state: AppState, body: TokenCreate) -> SessionToken:
 
 
 async def create_reinvite(
-    state: AppState, body: DispatchCreate, idempotency_key: str | None
+    state: AppState,
+    body: DispatchCreate,
+    idempotency_key: str | None,
+    headers: Mapping[str, str],
 ) -> DispatchLink:
     """An agent for a room that exists; the dispatcher checks the room and fails the dispatch
     with ``room_gone`` when it does not (this path must not ask LiveKit)."""
@@ -227,7 +213,7 @@ async def create_reinvite(
         kind=DispatchKind.REINVITE,
         metadata=metadata_text(settings, body.metadata),
         requested_at_ms=now_ms(),
-        trace=trace_carrier(),
+        trace=dispatch_trace(headers),
     )
     earlier = await _record(state, request, idempotency_key)
     if earlier is not None:

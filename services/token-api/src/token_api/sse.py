@@ -11,13 +11,13 @@ import re
 from collections.abc import AsyncIterator
 
 import msgspec
-from agentline.lifecycle import is_terminal
-from agentline.schema import DispatchEvent
-from agentline.store import DispatchStore
 from litestar.response import ServerSentEventMessage
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agentline.lifecycle import is_terminal
+from agentline.schema import DispatchEvent
+from agentline.store import DispatchStore
 from token_api.problems import Problem
 
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio import Redis
+
 from agentline.keys import Keys
 from agentline.registry import WorkerRegistry
 from agentline.settings import TokenApiSettings
 from agentline.store import DispatchStore
-from redis.asyncio import Redis
-
 from token_api.apikeys import ApiKeys
 from token_api.idempotency import IdempotencyStore
 from token_api.ratelimit import RateLimiter

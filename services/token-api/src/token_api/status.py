@@ -6,7 +6,6 @@ import re
 
 from agentline.lifecycle import DispatchState, is_terminal, reason_info
 from agentline.schema import DispatchRecord
-
 from token_api.problems import Problem
 from token_api.schemas import DispatchStatus, FailureInfo
 from token_api.sessions import rfc3339_ms

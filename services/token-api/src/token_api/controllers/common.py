@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from agentline.settings import TokenApiSettings
 from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter
 from redis.asyncio import Redis
 
+from agentline.settings import TokenApiSettings
 from token_api.auth import caller_of
 from token_api.idempotency import body_digest, validate_key
 from token_api.problems import PROBLEM_JSON, ProblemDetails

@@ -46,8 +46,7 @@ class DispatchController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[DispatchLink]:
         async def produce(key: str | None) -> DispatchLink:
-            with sessions.dispatch_span(request.headers, "POST /v1/dispatches"):
-                return await sessions.create_reinvite(app_state, data, key)
+            return await sessions.create_reinvite(app_state, data, key, request.headers)
 
         return await answer_once(
             request, app_state, "reinvite", idempotency_key, DispatchLink, 202, produce

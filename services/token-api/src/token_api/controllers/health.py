@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from agentline.keys import DISPATCHER_GROUP
-from agentline.metrics import METRICS_CONTENT_TYPE, render_metrics
 from litestar import Controller, MediaType, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import REGISTRY
 from redis.exceptions import RedisError
 
+from agentline.keys import DISPATCHER_GROUP
+from agentline.metrics import METRICS_CONTENT_TYPE, render_metrics
 from token_api.problems import PROBLEM_BASE, PROBLEM_JSON
 from token_api.schemas import Health, NotReady, Readiness
 from token_api.state import AppState

@@ -45,8 +45,7 @@ class SessionController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[SessionCreated]:
         async def produce(key: str | None) -> SessionCreated:
-            with sessions.dispatch_span(request.headers, "POST /v1/sessions"):
-                return await sessions.create_session(app_state, data, key)
+            return await sessions.create_session(app_state, data, key, request.headers)
 
         return await answer_once(
             request, app_state, "session", idempotency_key, SessionCreated, 201, produce
