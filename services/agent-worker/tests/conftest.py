@@ -9,10 +9,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest_asyncio
+from livekit import api
+
 from agent_worker.realtime_standin import RunningStandin, StandinConfig, running_standin
 from agent_worker.testing import WorkerProcess, running_worker
 from agentline.keys import Keys
-from livekit import api
 from livekit_emulator.testing import RunningEmulator
 
 

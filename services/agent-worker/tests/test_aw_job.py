@@ -9,11 +9,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from livekit import rtc
+
 from agent_worker.config import JobConfig
 from agent_worker.job import JobRun
 from agent_worker.job_reports import JobReport, JobReportReceiver, JobReportSender
 from agent_worker.realtime_standin import DEFAULT_STANDIN_KEY, RunningStandin
-from livekit import rtc
 
 
 class FailingRoom:

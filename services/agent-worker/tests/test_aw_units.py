@@ -8,6 +8,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from livekit.agents import AgentServer
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
 from agent_worker.capacity import OVERRIDDEN_INTERNALS, CapacityAgentServer, SlotLedger
 from agent_worker.dispatch_metadata import parse_dispatch_metadata
 from agent_worker.job_reports import JobReport, JobReportKind, JobReportReceiver, JobReportSender
@@ -17,9 +21,6 @@ from agent_worker.reporting import Heartbeat, RedisEventSink
 from agentline.keys import Keys
 from agentline.registry import WorkerRegistry
 from agentline.schema import WorkerEvent, WorkerEventKind, WorkerInfo
-from livekit.agents import AgentServer
-from prometheus_client.parser import text_string_to_metric_families
-from redis.asyncio import Redis
 
 
 class ListSink:
@@ -254,10 +255,11 @@ def test_end_reason_of_a_job_closed_by_the_worker_names_why() -> None:
 async def test_the_request_span_continues_the_dispatch_trace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from agent_worker import jobs as jobs_module
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from agent_worker import jobs as jobs_module
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

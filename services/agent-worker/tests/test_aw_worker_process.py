@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from livekit import api
+
 from agent_worker.realtime_standin import RunningStandin, StandinConfig, running_standin
 from agent_worker.testing import dispatch
 from agentline.registry import WorkerRegistry
 from agentline.schema import WorkerEvent
-from livekit import api
 from livekit_emulator.testing import RunningEmulator
 
 pytestmark = pytest.mark.slow

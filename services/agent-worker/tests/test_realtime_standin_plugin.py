@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 
 import pytest
-from agent_worker.realtime_standin import DEFAULT_STANDIN_KEY, StandinConfig, running_standin
 from livekit import rtc
 from livekit.agents import APIError, llm
 from livekit.plugins import openai
+
+from agent_worker.realtime_standin import DEFAULT_STANDIN_KEY, StandinConfig, running_standin
 
 
 async def _collect(gen: llm.GenerationCreatedEvent) -> tuple[str, list[rtc.AudioFrame]]:

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import aiohttp
+
 from agent_worker.realtime_standin import DEFAULT_STANDIN_KEY, running_standin
 from agent_worker.realtime_standin.speech import rms_dbfs, synthesize
 

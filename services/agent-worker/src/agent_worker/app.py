@@ -11,13 +11,6 @@ import socket
 from contextlib import AsyncExitStack
 from importlib.metadata import version
 
-from agentline.ids import new_id
-from agentline.keys import Keys
-from agentline.redis_conn import make_client
-from agentline.registry import WorkerRegistry
-from agentline.schema import WorkerInfo
-from agentline.settings import AgentWorkerSettings
-from agentline.telemetry import setup_tracing
 from livekit.agents import AgentServer
 from livekit.agents import __version__ as agents_version
 
@@ -30,6 +23,13 @@ from agent_worker.jobs import WorkerJobs
 from agent_worker.metrics import WorkerMetrics
 from agent_worker.model_endpoint import resolve_model_endpoint
 from agent_worker.reporting import EventSink, Heartbeat, RedisEventSink
+from agentline.ids import new_id
+from agentline.keys import Keys
+from agentline.redis_conn import make_client
+from agentline.registry import WorkerRegistry
+from agentline.schema import WorkerInfo
+from agentline.settings import AgentWorkerSettings
+from agentline.telemetry import setup_tracing
 
 log = logging.getLogger("agent_worker")
 VERSION = f"agent-worker/{version('agentline-agent-worker')} livekit-agents/{agents_version}"

@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentline.schema import WorkerEvent, WorkerEventKind
-from agentline.telemetry import extract_context, tracer
 from livekit.agents import JobRequest
 
 from agent_worker.capacity import SlotLedger
@@ -20,6 +18,8 @@ from agent_worker.dispatch_metadata import parse_dispatch_metadata
 from agent_worker.job_reports import JobReport, JobReportKind, truncate_error
 from agent_worker.metrics import WorkerMetrics
 from agent_worker.reporting import EventSink
+from agentline.schema import WorkerEvent, WorkerEventKind
+from agentline.telemetry import extract_context, tracer
 
 log = logging.getLogger("agent_worker.jobs")
 _tracer = tracer("agent_worker")

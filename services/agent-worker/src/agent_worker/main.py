@@ -48,10 +48,9 @@ async def _serve(app: object) -> int:
 def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     # imported here so `--help` stays fast and the settings error path stays clean
+    from agent_worker.app import WorkerApp
     from agentline.logs import setup as setup_logging
     from agentline.settings import AgentWorkerSettings, load_settings
-
-    from agent_worker.app import WorkerApp
 
     overrides = {
         key: value

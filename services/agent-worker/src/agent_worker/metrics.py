@@ -8,9 +8,10 @@ per-pid files that grow with every job a long-lived worker runs.
 
 from __future__ import annotations
 
-from agentline.metrics import VOICE_BUCKETS
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+
+from agentline.metrics import VOICE_BUCKETS
 
 METRIC_NAMES = (
     "agent_worker_job_requests_total",

@@ -6,9 +6,8 @@ import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-from agentline.settings import AgentWorkerSettings
-
 from agent_worker.realtime_standin import DEFAULT_STANDIN_KEY, StandinConfig, running_standin
+from agentline.settings import AgentWorkerSettings
 
 log = logging.getLogger("agent_worker.model_endpoint")
 

@@ -15,13 +15,14 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from agentline.ids import now_ms
 from agentline.keys import Keys
 from agentline.registry import WorkerRegistry
 from agentline.schema import WorkerEvent, WorkerInfo
 from agentline.worker_events import WORKER_EVENTS_MAXLEN
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 log = logging.getLogger("agent_worker.reporting")
 

@@ -20,12 +20,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
-from agentline.keys import Keys
-from agentline.redis_conn import make_client
-from agentline.schema import WorkerEvent
 from livekit import api
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
+
+from agentline.keys import Keys
+from agentline.redis_conn import make_client
+from agentline.schema import WorkerEvent
 
 
 def free_port() -> int:
