@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
 from agentline.ids import new_dispatch_id
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState
@@ -20,8 +23,6 @@ from agentline.settings import DispatcherSettings
 from agentline.store import DispatchStore
 from dispatcher.service import DispatcherService
 from livekit_emulator.testing import RunningEmulator, running_emulator
-from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 AGENT = "travel-assistant"
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from agentline.keys import Keys
-from agentline.lifecycle import DispatchState
 from harness import AGENT, Harness, harness, register_worker
 from redis.asyncio import Redis
+
+from agentline.keys import Keys
+from agentline.lifecycle import DispatchState
 
 
 async def _cancel(h: Harness, dispatch_id: str) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from dispatcher.livekit_gateway import ErrorKind, classify
 from livekit import api
+
+from dispatcher.livekit_gateway import ErrorKind, classify
 
 
 @pytest.mark.parametrize(

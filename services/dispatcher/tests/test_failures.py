@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+from harness import AGENT, SECRET, harness, register_worker
+from redis.asyncio import Redis
+
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState, FailureReason, reason_info
 from agentline.schema import DispatchRecord
-from harness import AGENT, SECRET, harness, register_worker
-from redis.asyncio import Redis
 
 
 async def _failed_event(h, dispatch_id: str):  # type: ignore[no-untyped-def]

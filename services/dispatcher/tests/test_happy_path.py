@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from harness import AGENT, harness
+from redis.asyncio import Redis
+
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState
 from agentline.schema import DispatchKind, DispatchPath
-from harness import AGENT, harness
-from redis.asyncio import Redis
 
 
 async def test_new_room_reaches_speaking_via_room_config(
@@ -49,10 +50,11 @@ async def test_dispatch_metadata_carries_id_and_continues_the_api_trace(
     import json
     import time
 
-    from agentline.ids import new_dispatch_id
-    from agentline.schema import DispatchRequest
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
+
+    from agentline.ids import new_dispatch_id
+    from agentline.schema import DispatchRequest
 
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         trace.set_tracer_provider(TracerProvider())

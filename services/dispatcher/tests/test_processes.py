@@ -7,15 +7,16 @@ import asyncio
 import signal
 import time
 
+from harness import AGENT, SECRET, free_port, register_worker
+from procs import WebhookBalancer, dispatcher_env, start_dispatcher
+from redis.asyncio import Redis
+
 from agentline.ids import new_dispatch_id
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState
 from agentline.schema import DispatchRequest
 from agentline.store import DispatchStore
-from harness import AGENT, SECRET, free_port, register_worker
 from livekit_emulator.testing import running_emulator
-from procs import WebhookBalancer, dispatcher_env, start_dispatcher
-from redis.asyncio import Redis
 
 FAST = {
     "assign_timeout_seconds": 2.0,

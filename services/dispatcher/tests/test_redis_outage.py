@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from agentline.keys import Keys
-from agentline.lifecycle import DispatchState
 from harness import harness
 from redis.asyncio import Redis
 from tcp_proxy import CuttableProxy
+
+from agentline.keys import Keys
+from agentline.lifecycle import DispatchState
 
 
 async def _readyz(port: int) -> int:

@@ -8,13 +8,15 @@ import hashlib
 import json
 
 import aiohttp
-from agentline.keys import Keys
-from agentline.lifecycle import DispatchState, FailureReason
-from agentline.schema import WorkerEvent, WorkerEventKind
-from agentline.worker_events import WorkerEventPublisher
 from harness import AGENT, SECRET, harness, register_worker
 from livekit import api
 from redis.asyncio import Redis
+
+from agentline.keys import Keys
+from agentline.lifecycle import DispatchState, FailureReason
+from agentline.schema import WorkerEvent, WorkerEventKind
+from agentline.webhook_stats import read_webhook_stats
+from agentline.worker_events import WorkerEventPublisher
 
 
 def _transitions(h, state: str, source: str) -> float:  # type: ignore[no-untyped-def]
@@ -75,8 +77,8 @@ async def test_forged_and_tampered_webhooks_are_refused(
         assert after is not None and after.state is DispatchState.ASSIGNED
         assert after.version == record.version
         await h.dispatcher.webhook_stats.flush()
-        stats = await redis_client.hgetall(keys.webhook_stats)
-        assert int(stats["bad"]) == 3
+        stats = await read_webhook_stats(redis_client, keys)  # what `agentline doctor` reads
+        assert stats.bad_count == 3 and stats.last_bad_error  # the doctor flags these
         # ...while a correctly signed one is applied
         assert await _post_webhook(h.port, body, _signed(body)) == 200
         joined = await h.store.get(dispatch_id)

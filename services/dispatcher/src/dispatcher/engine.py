@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
+from redis.asyncio import Redis
+
 from agentline.ids import now_ms
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState, FailureReason, is_terminal, reason_info
@@ -22,8 +24,6 @@ from agentline.schema import DispatchKind, DispatchMetadata, DispatchPath, Dispa
 from agentline.settings import DispatcherSettings
 from agentline.store import DispatchStore, TransitionResult
 from agentline.telemetry import extract_context, inject_context, tracer
-from redis.asyncio import Redis
-
 from dispatcher.livekit_gateway import ErrorKind, LiveKitError, LiveKitGateway
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.overhead import io
@@ -125,12 +125,19 @@ class Engine:
         # are dropped when the map is full).
         self.own_by_dispatch: dict[str, list[float]] = {}
 
-    def account(self, dispatch_id: str, seconds: float, *, request: bool, speaking: bool) -> None:
+    def _own_entry(self, dispatch_id: str) -> list[float]:
         entry = self.own_by_dispatch.get(dispatch_id)
         if entry is None:
             if len(self.own_by_dispatch) >= OWN_TRACKED_MAX:
                 self.own_by_dispatch.clear()
             entry = self.own_by_dispatch[dispatch_id] = [0.0, 0.0, 0.0]
+        return entry
+
+    def account(
+        self, dispatch_id: str, seconds: float, *, request: bool, speaking: bool = False
+    ) -> None:
+        """Add a step's own time; observed once the request step is done and it speaks."""
+        entry = self._own_entry(dispatch_id)
         entry[0] += seconds
         entry[1] = entry[1] or float(request)
         entry[2] = entry[2] or float(speaking)
@@ -168,16 +175,17 @@ class Engine:
                 self.ctx.metrics.failures.labels(reason.value).inc()
             if is_terminal(target):
                 await io(self.ctx.rooms.release(record.room, record.id))
-            # Every transition is in the dispatch's event stream already; the log carries
-            # failures (warning) and, at debug level, the rest.
-            (log.warning if target is DispatchState.FAILED else log.debug)(
-                "transition",
-                dispatch_id=record.id,
-                previous=result.previous,
-                state=target.value,
-                reason=reason.value if reason else None,
-                source=source,
-            )
+            if target is DispatchState.FAILED:
+                # Every transition is in the dispatch's event stream; the log carries failures.
+                log.warning(
+                    "dispatch failed",
+                    dispatch_id=record.id,
+                    previous=result.previous,
+                    reason=reason.value if reason else None,
+                    source=source,
+                )
+            if target is DispatchState.SPEAKING:
+                self._own_entry(record.id)[2] = 1.0
         return result
 
     def _observe(self, record: DispatchRecord, target: DispatchState, source: str, at: int) -> None:

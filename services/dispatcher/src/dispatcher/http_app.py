@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from agentline.ids import now_ms
-from agentline.keys import Keys
-from agentline.logs import get_logger
-from agentline.metrics import METRICS_CONTENT_TYPE, render_metrics
 from aiohttp import web
 from livekit import api
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from agentline.ids import now_ms
+from agentline.keys import Keys
+from agentline.logs import get_logger
+from agentline.metrics import METRICS_CONTENT_TYPE, render_metrics
 from dispatcher.loops import REDIS_ERRORS, Health
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.overhead import step
@@ -29,10 +29,10 @@ MAX_WEBHOOK_BYTES = 1 << 20
 
 
 class WebhookStats:
-    """Recent webhooks and whether their signature matched, for ``agentline doctor``; counted
-    in memory and written to ``keys.webhook_stats`` once a second (one hash, fields:
-    ``ok``/``bad`` counters, ``last_ok_at_ms``, ``last_event``, ``last_bad_at_ms``,
-    ``last_bad_error``)."""
+    """Recent webhooks and whether their signature matched, for ``agentline doctor``: the hash
+    ``agentline.webhook_stats`` reads (``ok_count``, ``bad_count``, ``last_ok_at_ms``,
+    ``last_ok_event``, ``last_bad_at_ms``, ``last_bad_error``), counted in memory and written
+    once a second rather than one round trip per webhook."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
@@ -41,12 +41,12 @@ class WebhookStats:
         self.fields: dict[str, str] = {}
 
     def ok(self, event: str) -> None:
-        self.counts["ok"] += 1
-        self.fields.update(last_ok_at_ms=str(now_ms()), last_event=event)
+        self.counts["ok_count"] += 1
+        self.fields.update(last_ok_at_ms=str(now_ms()), last_ok_event=event)
 
     def bad(self, error: str) -> None:
-        self.counts["bad"] += 1
-        self.fields.update(last_bad_at_ms=str(now_ms()), last_bad_error=error[:200])
+        self.counts["bad_count"] += 1
+        self.fields.update(last_bad_at_ms=str(now_ms()), last_bad_error=error[:300])
 
     async def flush(self) -> None:
         if not self.counts and not self.fields:

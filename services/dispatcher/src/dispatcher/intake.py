@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from redis.asyncio.client import Pipeline
+
 from agentline.ids import now_ms
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord, DispatchRequest
-from redis.asyncio.client import Pipeline
-
 from dispatcher.engine import Engine, LeaseLost, dispatch_span
 from dispatcher.overhead import io
 from dispatcher.registry_check import wait_for_worker

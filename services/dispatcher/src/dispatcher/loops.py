@@ -11,15 +11,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from agentline.ids import now_ms
 from agentline.keys import DISPATCHER_GROUP
 from agentline.lifecycle import DispatchState
 from agentline.logs import get_logger
 from agentline.schema import DispatchRequest, WorkerEvent
 from agentline.streams import StreamConsumer, StreamEntry
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from dispatcher.engine import Engine
 from dispatcher.intake import start_dispatch
 from dispatcher.overhead import step

@@ -10,7 +10,6 @@ import signal
 from agentline import logs
 from agentline.settings import DispatcherSettings, load_settings
 from agentline.telemetry import setup_tracing
-
 from dispatcher.service import DispatcherService
 
 DESCRIPTION = """\

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
 from agentline.keys import Keys
 from agentline.metrics import VOICE_BUCKETS, StreamBacklogCollector
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 # The dispatcher's own work per step is sub-millisecond; voice buckets start at 10 ms.
 OWN_BUCKETS: tuple[float, ...] = (

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 
 from agentline.registry import WorkerRegistry
 from agentline.settings import RegistryPolicy
-
 from dispatcher.overhead import io
 
 

@@ -8,16 +8,16 @@ import os
 import socket
 import uuid
 
+from aiohttp import web
+from livekit import api
+from prometheus_client import CollectorRegistry
+
 from agentline.keys import Keys
 from agentline.logs import get_logger
 from agentline.redis_conn import make_client
 from agentline.registry import WorkerRegistry
 from agentline.settings import DispatcherSettings, RegistryPolicy
 from agentline.store import DispatchStore
-from aiohttp import web
-from livekit import api
-from prometheus_client import CollectorRegistry
-
 from dispatcher.engine import Context, Engine
 from dispatcher.http_app import WebhookHandler, WebhookStats, build_app
 from dispatcher.livekit_gateway import LiveKitGateway

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agentline.schema import WorkerEvent, WorkerEventKind
 from livekit import api
+
+from agentline.schema import WorkerEvent, WorkerEventKind
 
 
 class SignalKind(StrEnum):

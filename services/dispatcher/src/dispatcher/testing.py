@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from agentline.keys import Keys
 from aiohttp import web
+
+from agentline.keys import Keys
 
 
 def dispatcher_env(

@@ -15,9 +15,10 @@ import time
 import uuid
 from typing import Any
 
-from agentline.keys import Keys
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+
+from agentline.keys import Keys
 
 # KEYS: deadlines; ARGV: now ms, lease ms, limit
 _CLAIM_DUE = """

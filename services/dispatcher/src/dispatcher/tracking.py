@@ -9,7 +9,6 @@ from agentline.ids import now_ms
 from agentline.lifecycle import PROGRESS, DispatchState, FailureReason, is_terminal
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord
-
 from dispatcher.engine import Engine, LeaseLost, backoff_seconds, dispatch_span, is_our_agent
 from dispatcher.intake import resume_requested
 from dispatcher.livekit_gateway import AgentParticipant, ErrorKind, LiveKitError
