@@ -20,12 +20,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psutil
+from redis.asyncio import Redis
+
 from agentline.ids import new_dispatch_id
 from agentline.keys import Keys
 from agentline.redis_conn import EmbeddedRedis, make_client, ping
 from agentline.registry import WorkerRegistry
 from agentline.schema import DispatchRequest, WorkerInfo
 from agentline.store import DispatchStore
+from bench.common import summarize_ms, target, write_results
 from dispatcher.testing import (
     DispatcherProcess,
     bucket_delta,
@@ -35,9 +38,6 @@ from dispatcher.testing import (
     start_dispatcher,
 )
 from livekit_emulator.admin_client import EmulatorAdmin
-from redis.asyncio import Redis
-
-from bench.common import summarize_ms, target, write_results
 
 AGENT = "travel-assistant"
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
