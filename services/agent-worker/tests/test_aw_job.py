@@ -10,10 +10,15 @@ from typing import Any
 
 import pytest
 from livekit import rtc
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from agent_worker.config import JobConfig
 from agent_worker.job import JobRun
 from agent_worker.job_reports import JobReport, JobReportReceiver, JobReportSender
+from agent_worker.job_tracing import JobSpan
 from agent_worker.realtime_standin import DEFAULT_STANDIN_KEY, RunningStandin
 
 
@@ -50,7 +55,9 @@ class FakeJobContext:
         self.shutdown_reasons.append(reason)
 
 
-async def _run_job(standin: RunningStandin, api_key: str) -> tuple[list[JobReport], FakeJobContext]:
+async def _run_job(
+    standin: RunningStandin, api_key: str, span: JobSpan | None = None, metadata: str = ""
+) -> tuple[list[JobReport], FakeJobContext]:
     reports: list[JobReport] = []
     receiver = JobReportReceiver(reports.append)
     await receiver.start()
@@ -60,7 +67,9 @@ async def _run_job(standin: RunningStandin, api_key: str) -> tuple[list[JobRepor
         openai_base_url=standin.url, using_standin=True, model_verdict_timeout_s=5,
     )  # fmt: skip
     ctx = FakeJobContext(rtc.ConnectError("engine: signal failure: ws failure"))
-    run = JobRun(ctx, config, JobReportSender(receiver.path))  # type: ignore[arg-type]
+    if metadata:
+        ctx.job.metadata = metadata
+    run = JobRun(ctx, config, JobReportSender(receiver.path), span)  # type: ignore[arg-type]
     try:
         await asyncio.wait_for(run.run(), 15)
         await run.on_shutdown(ctx.shutdown_reasons[0])
@@ -108,3 +117,21 @@ async def test_shutdown_without_an_outcome_reports_one(reason: str) -> None:
         assert (report.kind.value, report.stage) == ("failed", "process")
     else:
         assert (report.kind.value, report.reason) == ("ended", "room disconnected")
+
+
+async def test_the_job_span_continues_the_dispatch_trace(standin: RunningStandin) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace_id, parent_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    meta = json.dumps({"dispatch_id": "dsp_tr",
+                       "trace": {"traceparent": f"00-{trace_id}-{parent_id}-01"}})  # fmt: skip
+    span = JobSpan(provider.get_tracer("test"), provider)
+    await _run_job(standin, DEFAULT_STANDIN_KEY, span, meta)
+    (finished,) = exporter.get_finished_spans()
+    assert finished.name == "agent_worker.job"
+    assert format(finished.context.trace_id, "032x") == trace_id
+    assert finished.parent is not None and format(finished.parent.span_id, "016x") == parent_id
+    assert [e.name for e in finished.events] == ["failed"]
+    assert finished.status.status_code is StatusCode.ERROR
+    assert finished.attributes["agentline.dispatch_id"] == "dsp_tr"

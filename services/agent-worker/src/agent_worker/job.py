@@ -21,6 +21,7 @@ from agent_worker.assistant import TravelAssistant, WarmRealtimeModel, build_mod
 from agent_worker.config import JobConfig, job_config
 from agent_worker.dispatch_metadata import parse_dispatch_metadata
 from agent_worker.job_reports import JobReport, JobReportKind, JobReportSender, truncate_error
+from agent_worker.job_tracing import JobSpan
 
 log = logging.getLogger("agent_worker.job")
 _CALLER_KINDS = (
@@ -38,7 +39,13 @@ def describe_exception(exc: BaseException) -> str:
 
 
 class JobRun:
-    def __init__(self, ctx: JobContext, config: JobConfig, sender: JobReportSender) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        config: JobConfig,
+        sender: JobReportSender,
+        span: JobSpan | None = None,
+    ) -> None:
         self.ctx = ctx
         self.config = config
         self.sender = sender
@@ -47,6 +54,8 @@ class JobRun:
         self.assigned_at = info.assigned_at or time.time()
         self.agent_identity = info.accept_arguments.identity
         self.terminal = False
+        self.outcome = ("ended", "")
+        self.trace = span or JobSpan(None, None)
         self.audio_reported = False
         self.model: WarmRealtimeModel | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -54,6 +63,9 @@ class JobRun:
     # reporting -------------------------------------------------------------------------
 
     def _report(self, kind: JobReportKind, **fields: object) -> None:
+        self.trace.event(
+            kind.value, **{k: v for k, v in fields.items() if isinstance(v, str | float)}
+        )
         self.sender.send(
             JobReport(
                 kind=kind,
@@ -72,12 +84,14 @@ class JobRun:
         if not self.terminal:
             self.terminal = True
             log.error("job failed at %s: %s", stage, error)
+            self.outcome = ("failed", f"{stage}: {error}")
             self._report(JobReportKind.FAILED, stage=stage, error=truncate_error(error))
         self.ctx.shutdown(reason=f"failed at {stage}")
 
     def end(self, reason: str) -> None:
         if not self.terminal:
             self.terminal = True
+            self.outcome = ("ended", reason)
             self._report(JobReportKind.ENDED, reason=reason)
         self.ctx.shutdown(reason=reason)
 
@@ -120,12 +134,14 @@ class JobRun:
                 self.fail("process", "the job entrypoint raised (see the worker log)")
             else:
                 self.terminal = True
+                self.outcome = ("ended", reason or "shutdown")
                 self._report(JobReportKind.ENDED, reason=reason or "shutdown")
         for task in self._tasks:
             task.cancel()
         if self.model is not None:
             await self.model.discard_warm_session()
         self.sender.close()
+        await self.trace.end(*self.outcome)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -149,6 +165,11 @@ class JobRun:
     # the job ---------------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.trace.start(
+            self.dispatch.trace,
+            {"agentline.dispatch_id": self.dispatch.dispatch_id, "livekit.job_id": self.ctx.job.id,
+             "livekit.room": self.ctx.job.room.name, "agentline.agent_name": self.config.agent_name},
+        )  # fmt: skip
         self.model = model = build_model(self.config)
         model.start_warm_session()
         room = self.ctx.room
@@ -189,7 +210,7 @@ class JobRun:
 
 async def entrypoint(ctx: JobContext) -> None:
     config = job_config()
-    run = JobRun(ctx, config, JobReportSender(config.telemetry_socket))
+    run = JobRun(ctx, config, JobReportSender(config.telemetry_socket), JobSpan.from_environment())
     ctx.log_context_fields = {
         "dispatch_id": run.dispatch.dispatch_id,
         "traceparent": run.dispatch.traceparent,
