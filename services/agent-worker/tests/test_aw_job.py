@@ -135,3 +135,22 @@ async def test_the_job_span_continues_the_dispatch_trace(standin: RunningStandin
     assert [e.name for e in finished.events] == ["failed"]
     assert finished.status.status_code is StatusCode.ERROR
     assert finished.attributes["agentline.dispatch_id"] == "dsp_tr"
+
+
+async def test_a_job_whose_caller_never_comes_ends_itself() -> None:
+    reports: list[JobReport] = []
+    receiver = JobReportReceiver(reports.append)
+    await receiver.start()
+    config = JobConfig(
+        agent_name="a", agent_identity="i", agent_display_name="n", worker_id="w",
+        telemetry_socket=receiver.path, openai_api_key="k", openai_base_url=None,
+        using_standin=False, caller_wait_s=0.3,
+    )  # fmt: skip
+    ctx = FakeJobContext(RuntimeError("unused"))
+    run = JobRun(ctx, config, JobReportSender(receiver.path))  # type: ignore[arg-type]
+    await asyncio.wait_for(run._wait_for_caller(), 3)
+    await asyncio.sleep(0.05)
+    receiver.close()
+    (report,) = reports
+    assert (report.kind.value, report.reason) == ("ended", "no caller joined within 0.3 s")
+    assert ctx.shutdown_reasons == ["no caller joined within 0.3 s"]

@@ -158,7 +158,7 @@ class JobRun:
         deadline = time.monotonic() + self.config.caller_wait_s
         while not self._has_caller():
             if time.monotonic() >= deadline:
-                self.end(f"no caller joined within {self.config.caller_wait_s:.0f} s")
+                self.end(f"no caller joined within {self.config.caller_wait_s:g} s")
                 return
             await asyncio.sleep(0.5)
 
