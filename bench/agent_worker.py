@@ -19,14 +19,14 @@ from statistics import mean, median
 from typing import Any
 
 import psutil
+from livekit import api
+
 from agent_worker.realtime_standin import StandinConfig, running_standin
 from agent_worker.testing import dispatch, running_worker
 from agentline.ids import new_id
 from agentline.redis_conn import EmbeddedRedis, ping
-from livekit import api
-from livekit_emulator.testing import running_emulator
-
 from bench.common import summarize_ms, target, write_results
+from livekit_emulator.testing import running_emulator
 
 JOBS = 50
 IDLE_PROCESSES = 8
