@@ -186,3 +186,12 @@ async def test_caller_traceparent_is_continued_into_the_stream_entry(
     version, carried_trace, span_id, flags = request.trace["traceparent"].split("-")
     assert (version, carried_trace, flags) == ("00", trace_id, "01")
     assert span_id != "00f067aa0ba902b7", "a span of its own, child of the caller's"
+
+
+async def test_empty_or_non_utf8_body_is_400(client: Client) -> None:
+    for body in (b"", b'{"room": "\xff"}'):
+        response = await client.post(
+            "/v1/sessions", content=body, headers={**AUTH, "Content-Type": "application/json"}
+        )
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["type"].endswith("/malformed-json")

@@ -145,7 +145,9 @@ def _on_validation(request: Request[Any, Any, Any], exc: Exception) -> Response[
     errors = _field_errors(exc.extra)
     text = " ".join([str(exc.detail), *(e.message for e in errors)])
     # msgspec reports unparseable JSON as a validation failure of the body: that is a 400.
-    if _is_malformed_json(text):
+    if any(e.field == "body" and e.message == "'data'" for e in errors):
+        problem = Problem(400, "malformed-json", "The request body is empty: send a JSON object.")
+    elif _is_malformed_json(text):
         problem = Problem(400, "malformed-json", "The request body is not valid JSON.")
     elif not errors:
         problem = Problem(400, "bad-request", str(exc.detail))
@@ -177,6 +179,12 @@ def _on_http(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]
     return problem_response(Problem(status, code, detail, headers=headers), request.url.path)
 
 
+def _on_undecodable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    # Litestar lets a body that is not UTF-8 escape as UnicodeDecodeError.
+    problem = Problem(400, "malformed-json", "The request body is not valid UTF-8 JSON.")
+    return problem_response(problem, request.url.path)
+
+
 def _on_redis(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.warning("redis unavailable", error=str(exc), path=request.url.path)
     problem = Problem(
@@ -201,6 +209,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _on_http,
     RedisConnectionError: _on_redis,
     RedisTimeoutError: _on_redis,
+    UnicodeDecodeError: _on_undecodable,
     Exception: _on_unexpected,
 }
 
