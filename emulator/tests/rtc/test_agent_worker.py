@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 from livekit import api
 from livekit.protocol import models
+
 from livekit_emulator.netns import NetNamespace
 from livekit_emulator.rtc.testing import participant_token, spawn_probe
 from livekit_emulator.testing import running_emulator
 from livekit_emulator.webhook_sink import WebhookSink
 
-pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(150)]
 
 ROOM = "agent-room"
 AGENT = "rtc-tone-agent"
@@ -86,7 +87,8 @@ async def test_real_worker_connects_publishes_and_hears(netns: NetNamespace) -> 
         out = Lines(worker)
         caller = None
         try:
-            await out.wait_for("registered")
+            # A worker registers once its first job process is warm: seconds on a busy machine.
+            await out.wait_for("registered", within=60)
             lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
             try:
                 await lk.agent_dispatch.create_dispatch(

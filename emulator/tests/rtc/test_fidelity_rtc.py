@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from google.protobuf.json_format import MessageToDict
 from livekit import api
+
 from livekit_emulator.rtc.sdp import media_sections
 from livekit_emulator.rtc.testing import participant_token
 from livekit_emulator.testing import RunningEmulator, running_emulator

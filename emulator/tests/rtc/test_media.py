@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from livekit import api
 from livekit.protocol import models
+
 from livekit_emulator.netns import NetNamespace
 from livekit_emulator.rtc.testing import participant_token, spawn_probe
 from livekit_emulator.testing import running_emulator

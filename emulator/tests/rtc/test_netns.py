@@ -8,6 +8,7 @@ import sys
 
 import ifaddr
 import pytest
+
 from livekit_emulator import netns as netns_mod
 from livekit_emulator.netns import NetNamespace, namespace, skip_reason
 

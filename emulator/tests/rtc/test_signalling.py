@@ -13,6 +13,7 @@ import pytest
 from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription
 from livekit import api
 from livekit.protocol import models, rtc
+
 from livekit_emulator.netns import NetNamespace
 from livekit_emulator.rtc.testing import participant_token
 from livekit_emulator.testing import RunningEmulator, running_emulator

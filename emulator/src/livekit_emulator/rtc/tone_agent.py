@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
 import os
 import signal
@@ -125,7 +126,12 @@ async def serve(agent_name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent-name", default="tone-agent")
+    parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
+    # The worker's own log (registration, job requests, process pool) on stderr.
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
     asyncio.run(serve(args.agent_name))
 
 
