@@ -141,6 +141,16 @@ async def test_manual_subscription_without_auto_subscribe(netns: NetNamespace) -
             ]
             assert not bob_session.auto_subscribe  # the SDK asked for auto_subscribe=0
             assert bob_session.subscriber.has(track_sid)
+
+            # The publisher leaves first: the subscriber's section goes inactive in a new
+            # offer that the SDK answers, and it sees the track and the participant go.
+            negotiations = bob_session.subscriber.negotiations
+            assert await alice.leave() == 0
+            await bob.wait_for("track_unsubscribed", identity="alice", track_sid=track_sid)
+            await bob.wait_for("participant_disconnected", identity="alice")
+            async with asyncio.timeout(5):
+                await bob_session.subscriber.wait_negotiations(negotiations + 1)
+            assert not bob_session.subscriber.has(track_sid)
         finally:
             for probe in (alice, bob):
                 if probe is not None:

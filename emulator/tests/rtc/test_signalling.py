@@ -332,3 +332,23 @@ async def test_emulator_stops_promptly_with_sessions_open(http: aiohttp.ClientSe
     assert asyncio.get_running_loop().time() - started < 3.0
     await client.closed()
     assert client.ws.closed
+
+
+async def test_delete_room_disconnects_everybody(
+    emu: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    one, _ = await join(http, emu, "one")
+    two, _ = await join(http, emu, "two")
+    lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
+    try:
+        await lk.room.delete_room(api.DeleteRoomRequest(room=ROOM))
+    finally:
+        await lk.aclose()
+    for client in (one, two):
+        leave = await client.next("leave")
+        assert leave.reason == models.DisconnectReason.ROOM_DELETED
+        await client.closed()
+    names = [e["event"] for e in emu.state.events]
+    assert names.count("participant_left") == 2 and names[-1] == "room_finished", names
+    assert ROOM not in emu.state.rooms
+    assert emu.emulator.rtc.members == {}

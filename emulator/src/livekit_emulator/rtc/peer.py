@@ -143,7 +143,8 @@ class SubscriberPeer:
         self._offer_id = 0
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.negotiations = 0
+        self.negotiations = 0  # offers answered
+        self._negotiated = asyncio.Event()
 
     def start(self) -> None:
         self._dirty.set()
@@ -216,6 +217,13 @@ class SubscriberPeer:
         await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         await self._candidates.flush()
         self.negotiations += 1
+        self._negotiated.set()
+
+    async def wait_negotiations(self, count: int) -> None:
+        """Until ``count`` offers have been answered in all."""
+        while self.negotiations < count:
+            self._negotiated.clear()
+            await self._negotiated.wait()
 
     async def close(self) -> None:
         for out in self._outgoing.values():
