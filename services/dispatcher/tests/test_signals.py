@@ -72,13 +72,17 @@ async def test_forged_and_tampered_webhooks_are_refused(
         tampered = body.replace("agent-forged", "agent-other")
         assert await _post_webhook(h.port, tampered, _signed(body)) == 401  # body changed
         assert await _post_webhook(h.port, body, "") == 401  # unsigned
+        ignored = json.dumps({"event": "room_started", "room": {"name": record.room}})
+        assert await _post_webhook(h.port, ignored, _signed(ignored, "x" * 40)) == 401
+        assert await _post_webhook(h.port, ignored, _signed(body)) == 401  # hash mismatch
+        assert await _post_webhook(h.port, ignored, _signed(ignored)) == 200
         await asyncio.sleep(0.1)
         after = await h.store.get(dispatch_id)
         assert after is not None and after.state is DispatchState.ASSIGNED
         assert after.version == record.version
         await h.dispatcher.webhook_stats.flush()
         stats = await read_webhook_stats(redis_client, keys)  # what `agentline doctor` reads
-        assert stats.bad_count == 3 and stats.last_bad_error  # the doctor flags these
+        assert stats.bad_count == 5 and stats.last_bad_error  # the doctor flags these
         # ...while a correctly signed one is applied
         assert await _post_webhook(h.port, body, _signed(body)) == 200
         joined = await h.store.get(dispatch_id)

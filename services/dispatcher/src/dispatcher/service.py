@@ -73,10 +73,10 @@ class DispatcherService:
         self.loops = Loops(self.engine, self.tracker, self.consumer, self.health)
         webhook_key = settings.webhook_api_key or settings.livekit_api_key
         secret = settings.webhook_api_secret or settings.livekit_api_secret
-        receiver = api.WebhookReceiver(api.TokenVerifier(webhook_key, secret.get_secret_value()))
+        verifier = api.TokenVerifier(webhook_key, secret.get_secret_value())
         self.webhook_stats = WebhookStats(self.redis, self.keys)
         self.app = build_app(
-            WebhookHandler(receiver, self.tracker, self.webhook_stats, self.metrics),
+            WebhookHandler(verifier, self.tracker, self.webhook_stats, self.metrics),
             self.health,
             self.metrics.registry,
         )

@@ -28,6 +28,7 @@ _BEFORE_JOIN = (DispatchState.DISPATCHING, DispatchState.DISPATCHED, DispatchSta
 # A speaking dispatch is only checked now and then (its end normally comes as a signal).
 SPEAKING_POLL_MS = 30_000
 REMOVE_AGENT_TRIES = 3
+ROOM_CACHE_MAX = 100_000
 
 
 def _forward(current: DispatchState, target: DispatchState) -> bool:
@@ -38,15 +39,33 @@ class Tracker:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.ctx = engine.ctx
+        self._room_cache: dict[str, str] = {}
+
+    def remember_room(self, room: str, dispatch_id: str) -> None:
+        if len(self._room_cache) >= ROOM_CACHE_MAX:
+            self._room_cache.clear()
+        self._room_cache[room] = dispatch_id
 
     # -- signals ----------------------------------------------------------------------------
     async def apply(self, signal: Signal) -> tuple[str, DispatchState | None]:
         """Apply a signal: the dispatch it concerns ('' if none) and the state it moved to."""
         ctx = self.ctx
         dispatch_id: str | None = signal.dispatch_id
+        record = None
         if not dispatch_id:
-            dispatch_id = await io(ctx.rooms.owner(signal.room))
-        record = await io(ctx.store.get(dispatch_id)) if dispatch_id else None
+            # The room's owner rarely changes (only after its dispatch ended): cache it, and
+            # re-read it when the cached dispatch turns out to be over.
+            dispatch_id = self._room_cache.get(signal.room)
+            if dispatch_id is not None:
+                record = await io(ctx.store.get(dispatch_id))
+                if record is None or record.is_terminal:
+                    dispatch_id = record = None
+            if dispatch_id is None:
+                dispatch_id = await io(ctx.rooms.owner(signal.room))
+                if dispatch_id:
+                    self.remember_room(signal.room, dispatch_id)
+        if record is None and dispatch_id:
+            record = await io(ctx.store.get(dispatch_id))
         moved = None
         if record is not None and not record.is_terminal:
             moved = await self._apply_to(record, signal)
