@@ -1,6 +1,7 @@
 import asyncio
 
 import pytest
+
 from agentline.ids import new_dispatch_id
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.schema import DispatchRequest

@@ -1,9 +1,10 @@
 import asyncio
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from agentline.keys import DISPATCHER_GROUP
 from agentline.metrics import StreamBacklogCollector
 from agentline.streams import StreamConsumer, StreamPublisher, group_stats
-from prometheus_client import CollectorRegistry, generate_latest
 
 
 def _consumer(redis_client, keys, name, **kwargs):

@@ -245,6 +245,12 @@ class AgentWorkerSettings(CommonSettings):
     max_jobs: int = Field(default=4, ge=1, le=256, description="Concurrent jobs (capacity)")
     idle_processes: int = Field(default=4, ge=0, le=64, description="Pre-warmed job processes")
     drain_timeout_seconds: float = Field(default=60.0, ge=0, description="SIGTERM drain bound")
+    join_timeout_seconds: float = Field(
+        default=20.0, gt=0, description="A job's room connect bound before it is failed (join)"
+    )
+    caller_wait_seconds: float = Field(
+        default=120.0, gt=0, description="A job whose caller never joins ends after this"
+    )
     heartbeat_seconds: float = Field(default=2.0, gt=0, description="Registry heartbeat period")
     openai_api_key: SecretStr | None = Field(
         default=None,

@@ -17,14 +17,20 @@ class WorkerEventPublisher:
         self.keys = keys
 
     async def publish(self, event: WorkerEvent) -> str:
-        fields = event.to_fields()
-        fields.setdefault("at_ms", str(now_ms()))
-        if fields["at_ms"] == "0":
-            fields["at_ms"] = str(now_ms())
-        entry = await self.redis.xadd(
-            self.keys.worker_events,
-            fields,  # type: ignore[arg-type]
-            maxlen=WORKER_EVENTS_MAXLEN,
-            approximate=True,
-        )
-        return entry.decode() if isinstance(entry, bytes) else str(entry)
+        return (await self.publish_many([event]))[0]
+
+    async def publish_many(self, events: list[WorkerEvent]) -> list[str]:
+        """Write events in one round trip (a burst of job requests goes out as one batch)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                fields = event.to_fields()
+                if fields.get("at_ms", "0") == "0":
+                    fields["at_ms"] = str(now_ms())
+                pipe.xadd(
+                    self.keys.worker_events,
+                    fields,  # type: ignore[arg-type]
+                    maxlen=WORKER_EVENTS_MAXLEN,
+                    approximate=True,
+                )
+            entries = await pipe.execute()
+        return [e.decode() if isinstance(e, bytes) else str(e) for e in entries]

@@ -173,6 +173,7 @@ class WorkerApp:
                     telemetry_socket=receiver.path, openai_api_key=endpoint.api_key,
                     openai_base_url=endpoint.base_url, using_standin=endpoint.using_standin,
                     voice=s.voice, temperature=s.temperature,
+                    join_timeout_s=s.join_timeout_seconds, caller_wait_s=s.caller_wait_seconds,
                 )
             )  # fmt: skip
             self.metrics.capacity.set(self.ledger.capacity)

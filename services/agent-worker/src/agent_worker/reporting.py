@@ -18,11 +18,10 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from agentline.ids import now_ms
 from agentline.keys import Keys
 from agentline.registry import WorkerRegistry
 from agentline.schema import WorkerEvent, WorkerInfo
-from agentline.worker_events import WORKER_EVENTS_MAXLEN
+from agentline.worker_events import WorkerEventPublisher
 
 log = logging.getLogger("agent_worker.reporting")
 
@@ -39,8 +38,7 @@ class RedisEventSink:
     def __init__(
         self, redis: Redis, keys: Keys, max_queued: int = 10_000, batch: int = 200
     ) -> None:
-        self._redis = redis
-        self._keys = keys
+        self._publisher = WorkerEventPublisher(redis, keys)
         self._batch = batch
         self._batch_window_s = 0.01
         self._queue: collections.deque[WorkerEvent] = collections.deque(maxlen=max_queued)
@@ -83,18 +81,7 @@ class RedisEventSink:
                         self._queue.popleft()
 
     async def _write(self, events: list[WorkerEvent]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                fields = event.to_fields()
-                if fields.get("at_ms", "0") == "0":
-                    fields["at_ms"] = str(now_ms())
-                pipe.xadd(
-                    self._keys.worker_events,
-                    fields,  # type: ignore[arg-type]
-                    maxlen=WORKER_EVENTS_MAXLEN,
-                    approximate=True,
-                )
-            await pipe.execute()
+        await self._publisher.publish_many(events)
 
     async def flush(self, within_s: float) -> bool:
         """Wait until everything queued is written (at shutdown)."""
