@@ -10,6 +10,7 @@ import uvloop
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentline.keys import Keys
 from agentline.schema import DispatchRequest
@@ -91,3 +92,29 @@ def test_store_create_on_uvloop(redis_url: str, keys: Keys) -> None:
 
     created = uvloop.run(main())
     assert created == [f"dsp_uv{i}" for i in range(20)]
+
+
+async def test_silent_redis_times_out_and_the_next_call_reconnects() -> None:
+    """A server that accepts and never answers: the waiting command fails with a timeout,
+    the connection is dropped (later replies could not be matched), the next call redials."""
+    connections = 0
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.read()  # until the client closes
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    mux = MuxRedis(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+    script = mux.register_script("return 1")
+    try:
+        for _ in range(2):
+            with pytest.raises(RedisTimeoutError):
+                await script()
+        assert connections == 2
+    finally:
+        await mux.aclose()
+        server.close()
+        await server.wait_closed()

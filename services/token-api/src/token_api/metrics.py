@@ -1,4 +1,4 @@
-"""token-api's own Prometheus metrics (names are a public interface: see docs/metrics)."""
+"""token-api's own Prometheus metrics (names are a public interface: listed in docs/api.md)."""
 
 from __future__ import annotations
 
