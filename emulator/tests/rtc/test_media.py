@@ -155,3 +155,31 @@ async def test_manual_subscription_without_auto_subscribe(netns: NetNamespace) -
             for probe in (alice, bob):
                 if probe is not None:
                     await probe.leave()
+
+
+async def test_lost_signalling_socket_the_sdk_rejoins(netns: NetNamespace) -> None:
+    """Session resumption is not emulated: when the signalling socket drops, the SDK's resume
+    attempt (``reconnect=1``) gets a 404 and it rejoins afresh: a new participant sid, its
+    track published again and its audio flowing."""
+    async with running_emulator(keys={KEY: SECRET}, host=netns.server_ip) as emu:
+        alice = await spawn_probe(
+            netns, emu.ws_url, participant_token(KEY, SECRET, ROOM, "alice"), tone_hz=440
+        )
+        try:
+            first = await alice.wait_for("published")
+            hub = emu.emulator.rtc
+            [session] = list(hub.sessions)
+            old_sid = session.participant.sid
+            await session.ws.close()  # no leave: as a network glitch would
+            async with asyncio.timeout(20):
+                while True:
+                    rejoined = [s for s in hub.sessions if s.participant.sid != old_sid]
+                    tracks = [t for t in hub.published.values() if t.frames > 50]
+                    if rejoined and tracks and tracks[0].participant is rejoined[0].participant:
+                        break
+                    await asyncio.sleep(0.1)  # polling the emulator's state
+            assert tracks[0].track.sid != first["track_sid"]
+            names = [e["event"] for e in emu.state.events]
+            assert names.count("participant_joined") == 2 and "participant_left" in names
+        finally:
+            await alice.leave()
