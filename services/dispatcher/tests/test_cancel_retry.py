@@ -93,3 +93,20 @@ async def test_late_join_of_first_attempt_is_adopted_not_doubled(
         finals = [await h.wait_terminal_or_speaking(d) for d in dispatch_ids]
         for record in finals:
             assert await h.emu.admin.max_agents_seen_in_room(record.room) <= 1
+
+
+async def test_worker_socket_closed_after_accept_ends_with_one_agent(
+    redis_client: Redis, redis_url: str, keys: Keys
+) -> None:
+    async with harness(redis_client, redis_url, keys, workers=(), join_timeout_seconds=1.5) as h:
+        await register_worker(redis_client, keys)
+        await h.emu.admin.add_simulated_worker(AGENT, capacity=5, join_delay_s=0.8)
+        dispatch_id = await h.submit()
+        record = await h.wait_state(dispatch_id, [DispatchState.ASSIGNED], within=3)
+        assert await h.emu.admin.close_worker_sockets(AGENT) == 1  # after accept, before join
+        final = await h.wait_terminal_or_speaking(dispatch_id, within=10)
+        assert final.state is DispatchState.SPEAKING, final
+        assert final.attempts <= 2
+        await asyncio.sleep(1.0)  # any straggler would have joined by now
+        assert await h.emu.admin.agents_in_room(record.room) == [final.agent_identity]
+        assert await h.emu.admin.max_agents_seen_in_room(record.room) == 1

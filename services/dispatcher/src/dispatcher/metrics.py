@@ -10,7 +10,7 @@ from agentline.metrics import VOICE_BUCKETS, StreamBacklogCollector
 # The dispatcher's own work per step is sub-millisecond; voice buckets start at 10 ms.
 OWN_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005,
-    0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 CALL_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, *VOICE_BUCKETS)
 
