@@ -7,7 +7,6 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from agentline.keys import DISPATCHER_GROUP, Keys
 from deploy_support import (
     MINIMAL,
     NAMESPACE,
@@ -21,6 +20,8 @@ from deploy_support import (
     strip_template,
 )
 from helm_python import HelmError
+
+from agentline.keys import DISPATCHER_GROUP, Keys
 
 KUBE_VERSION = "1.30.0"
 COMPONENTS = ("token-api", "dispatcher", "agent-worker")

@@ -7,6 +7,9 @@ import os
 from typing import Any
 
 import pytest
+from deploy_support import MINIMAL, PROFILES, Manifest, find, manifests
+from pydantic import AliasChoices
+
 from agentline.settings import (
     AgentWorkerSettings,
     CommonSettings,
@@ -15,8 +18,6 @@ from agentline.settings import (
     TokenApiSettings,
     env_name,
 )
-from deploy_support import MINIMAL, PROFILES, Manifest, find, manifests
-from pydantic import AliasChoices
 
 SETTINGS: dict[str, type[CommonSettings]] = {
     "token-api": TokenApiSettings,

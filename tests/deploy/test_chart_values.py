@@ -108,3 +108,25 @@ def test_every_value_has_a_schema_entry() -> None:
 
     missing = [path for path in leaf_paths(DEFAULTS) if schema_at(path) is None]
     assert missing == []
+
+
+def documented_values_files() -> list[tuple[str, dict[str, Any]]]:
+    """The YAML values examples of the chart README and docs/operations.md."""
+    found = []
+    for path in (CHART / "README.md", CHART.parents[2] / "docs" / "operations.md"):
+        for block in re.findall(r"```yaml\n(.*?)```", path.read_text(), flags=re.DOTALL):
+            values = yaml.safe_load(block)
+            if isinstance(values, dict) and set(values) <= set(DEFAULTS):
+                # a fragment (e.g. the monitoring switches) goes on top of a minimal install
+                found.append((path.name, values if "livekit" in values else merge(MINIMAL, values)))
+    return found
+
+
+def test_documented_values_files_install() -> None:
+    examples = documented_values_files()
+    assert [name for name, _ in examples] == ["README.md", "operations.md", "operations.md"]
+    for name, values in examples:
+        objects = manifests(values)
+        assert {o["kind"] for o in objects} >= {"Deployment", "Secret", "ConfigMap"}, name
+        report = helm_python.lint(str(CHART), values, strict=True)
+        assert [m for m in report["messages"] if m["severity"] >= 2] == [], name

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from deploy_support import ROOT
+
 from agentline.settings import (
     AgentWorkerSettings,
     CommonSettings,
     DispatcherSettings,
     TokenApiSettings,
 )
-from deploy_support import ROOT
 
 DOCKER = ROOT / "deploy" / "docker"
 SERVICES: dict[str, type[CommonSettings]] = {

@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 from deploy_support import CHART, MINIMAL, find, manifests, merge
+
 from livekit_emulator.netns import NetNamespace, namespace, skip_reason
 
 pytestmark = [
