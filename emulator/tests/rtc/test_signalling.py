@@ -352,3 +352,17 @@ async def test_delete_room_disconnects_everybody(
     assert names.count("participant_left") == 2 and names[-1] == "room_finished", names
     assert ROOM not in emu.state.rooms
     assert emu.emulator.rtc.members == {}
+
+
+async def test_hidden_participants_stay_out_of_sight(
+    emu: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    visible, _ = await join(http, emu, "visible")
+    hidden, _ = await join(http, emu, "recorder", hidden=True)
+    late, late_join = await join(http, emu, "late")
+    assert [p.identity for p in late_join.other_participants] == ["visible"]
+    update = await visible.next("update")  # the late joiner's, not the recorder's
+    assert [p.identity for p in update.participants] == ["late"]
+    assert "recorder" in emu.state.rooms[ROOM].participants  # it is in the room all the same
+    for client in (visible, hidden, late):
+        await client.ws.close()

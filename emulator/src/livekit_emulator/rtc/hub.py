@@ -112,11 +112,14 @@ class RtcHub:
         self.members.setdefault(room.name, {})[participant.sid] = member
 
     def others(self, member: Member) -> list[models.ParticipantInfo]:
-        """Everybody else in the room (simulated agents included), for the JoinResponse."""
+        """Everybody else in the room (simulated agents included, hidden ones not), for the
+        JoinResponse."""
         return [
             p.proto()
             for p in member.room.participants.values()
-            if p is not member.participant and p.state != models.ParticipantInfo.DISCONNECTED
+            if p is not member.participant
+            and p.state != models.ParticipantInfo.DISCONNECTED
+            and not p.permission.hidden
         ]
 
     def subscribe_existing(self, member: Member) -> None:
@@ -231,7 +234,17 @@ class RtcHub:
     def broadcast(
         self, room: Room, participant: Participant, exclude: Member | None = None
     ) -> None:
-        """``ParticipantUpdate`` with ``participant``'s current info to the room's sessions."""
+        """``ParticipantUpdate`` with ``participant``'s current info to the room's sessions
+        (a hidden participant's only to itself, as the real server keeps it out of sight)."""
+        if participant.permission.hidden:
+            for member in self.room_members(room):
+                if member.participant is participant and member is not exclude:
+                    member.send(
+                        rtc.SignalResponse(
+                            update=rtc.ParticipantUpdate(participants=[participant.proto()])
+                        )
+                    )
+            return
         message = rtc.SignalResponse(
             update=rtc.ParticipantUpdate(participants=[participant.proto()])
         )

@@ -43,6 +43,7 @@ def participant_token(
     can_publish: bool = True,
     can_subscribe: bool = True,
     can_update_metadata: bool = False,
+    hidden: bool = False,
     ttl_s: int = 600,
 ) -> str:
     """A join token as a backend would mint it for a frontend."""
@@ -56,6 +57,7 @@ def participant_token(
                 can_publish=can_publish,
                 can_subscribe=can_subscribe,
                 can_update_own_metadata=can_update_metadata,
+                hidden=hidden,
             )
         )
         .with_ttl(datetime.timedelta(seconds=ttl_s))
