@@ -27,6 +27,7 @@ from token_api import __version__
 from token_api.apikeys import ApiKeys
 from token_api.controllers.agents import AgentController
 from token_api.controllers.common import provide_app_state, provide_redis, provide_settings
+from token_api.controllers.diagnostics import DiagnosticsController
 from token_api.controllers.dispatches import DispatchController
 from token_api.controllers.health import HealthController
 from token_api.controllers.sessions import SessionController
@@ -147,7 +148,13 @@ def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Li
         middleware_class=LeanPrometheusMiddleware,
     )
     return Litestar(
-        route_handlers=[SessionController, DispatchController, AgentController, HealthController],
+        route_handlers=[
+            SessionController,
+            DispatchController,
+            AgentController,
+            DiagnosticsController,
+            HealthController,
+        ],
         dependencies={
             "app_state": Provide(provide_app_state, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),

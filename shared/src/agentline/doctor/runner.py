@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from redis.asyncio import Redis
+
 from agentline.doctor.checks import (
     Check,
     check_redis,
@@ -34,9 +36,13 @@ async def run_doctor(
     settings: CommonSettings,
     options: DoctorOptions,
     progress: Callable[[str], None] | None = None,
+    redis: Redis | None = None,
 ) -> list[Check]:
+    """Every check in order, stopping nowhere; ``redis``: a client to use (else one is made)."""
     checks = check_settings()
-    redis = make_client(settings.redis_url, max_connections=4, socket_timeout=3.0)
+    own_client = redis is None
+    if redis is None:
+        redis = make_client(settings.redis_url, max_connections=4, socket_timeout=3.0)
     keys = Keys(settings.redis_namespace)
     try:
         redis_checks = await check_redis(redis, keys, settings.redis_url)
@@ -49,7 +55,8 @@ async def run_doctor(
         else:
             checks.append(Check("workers", "worker registry", False, "Redis unreachable"))
     finally:
-        await redis.aclose()
+        if own_client:
+            await redis.aclose()
     livekit_up = bool(livekit_checks) and livekit_checks[0].ok
     if options.probe and livekit_up:
         checks.append(await _probe(options, progress))
@@ -105,10 +112,13 @@ def render_text(checks: list[Check], colour: bool) -> str:
     return "\n".join(lines)
 
 
+def report(checks: list[Check]) -> dict[str, Any]:
+    """The machine-readable result: ``ok`` only when every check passed."""
+    return {"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}
+
+
 def render_json(checks: list[Check]) -> str:
-    return json.dumps(
-        {"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}, indent=2
-    )
+    return json.dumps(report(checks), indent=2)
 
 
 def default_agent_names(extra: list[str]) -> list[str]:
