@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 
 from agentline import logs
 from agentline.settings import DispatcherSettings, load_settings
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     overrides = {k: v for k, v in (("port", args.port), ("host", args.host)) if v is not None}
     settings = load_settings(DispatcherSettings, **overrides)
+    if not settings.livekit_api_secret.get_secret_value() or not settings.livekit_api_key:
+        print("dispatcher: invalid setting: LIVEKIT_API_SECRET: must not be empty", file=sys.stderr)
+        raise SystemExit(2)
     logs.setup("dispatcher", settings.log_level, settings.log_format, settings.is_production)
     setup_tracing("dispatcher")
     asyncio.run(serve(settings))

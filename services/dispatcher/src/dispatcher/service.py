@@ -20,7 +20,7 @@ from agentline.settings import DispatcherSettings, RegistryPolicy
 from agentline.store import DispatchStore
 from dispatcher.engine import Context, Engine
 from dispatcher.http_app import WebhookHandler, WebhookStats, build_app
-from dispatcher.livekit_gateway import LiveKitGateway
+from dispatcher.livekit_gateway import LiveKitError, LiveKitGateway
 from dispatcher.loops import REDIS_ERRORS, Health, Loops
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.registry_check import ServedNames
@@ -108,9 +108,18 @@ class DispatcherService:
             loops.run_scanner(),
             self.webhook_stats.run(loops.stopping),
             self._watch_redis(),
+            self._check_livekit(),
         ):
             self._tasks.append(asyncio.create_task(coro))
         log.info("dispatcher started", consumer=self.consumer, port=self.port)
+
+    async def _check_livekit(self) -> None:
+        """Say at start when LiveKit is unreachable or refuses our credentials (dispatches
+        would fail with livekit_unreachable / livekit_auth)."""
+        try:
+            await self.gateway.check_credentials()
+        except LiveKitError as error:
+            log.error("LiveKit check failed", error=str(error), kind=error.kind.value)
 
     async def _watch_redis(self) -> None:
         """Readiness follows Redis even while the loops are idle."""
