@@ -184,7 +184,15 @@ class SignalSession:
     def _publisher_state(self) -> None:
         state = self.publisher.pc.connectionState
         self.timeline[f"publisher_{state}"] = self._ms()
-        log.info("%s publisher connection %s", self.participant.identity, state)
+        level = logging.INFO if state in ("connected", "failed") else logging.DEBUG
+        log.log(
+            level,
+            "%s (room %s) publisher connection %s after %.0f ms",
+            self.participant.identity,
+            self.room.name,
+            state,
+            self._ms(),
+        )
 
     def _ms(self) -> float:
         return round((time.monotonic() - self._opened) * 1000, 1)
