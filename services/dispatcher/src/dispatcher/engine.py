@@ -271,9 +271,7 @@ class Engine:
                 livekit_id, path = await self._via_room_config(record, meta, attempt)
             else:
                 path_label = DispatchPath.CREATE_DISPATCH.value
-                livekit_id = await self.call(
-                    record.id, lambda: gw.create_dispatch(record.room, record.agent_name, meta)
-                )
+                livekit_id = await self.create_dispatch_once(record, meta, attempt)
                 path = DispatchPath.CREATE_DISPATCH
         except LiveKitError as error:
             self.ctx.metrics.dispatches_created.labels(error.kind.value, path_label).inc()
@@ -302,10 +300,38 @@ class Engine:
         found = find_attempt(listed, record.id, attempt)
         if found is not None:
             return found.dispatch_id, DispatchPath.ROOM_CONFIG
-        created = await self.call(
-            record.id, lambda: gw.create_dispatch(record.room, record.agent_name, meta)
-        )
+        created = await self.create_dispatch_once(record, meta, attempt)
         return created, DispatchPath.CREATE_DISPATCH
+
+    async def create_dispatch_once(self, record: DispatchRecord, meta: str, attempt: int) -> str:
+        """CreateDispatch, retried while LiveKit is unreachable; before each retry ListDispatch
+        checks whether the failed call was created after all (its answer lost): a blind
+        retry would put a second agent in the room."""
+        gw, settings = self.ctx.gateway, self.ctx.settings
+        for retry in range(LIVEKIT_CALL_TRIES):
+            if not await io(self.ctx.leases.renew(record.id, self.ctx.lease_ms)):
+                raise LeaseLost(record.id)
+            try:
+                if retry > 0:
+                    try:
+                        found = find_attempt(
+                            await gw.list_dispatches(record.room), record.id, attempt
+                        )
+                    except LiveKitError as error:
+                        if error.kind is not ErrorKind.ROOM_GONE:
+                            raise
+                        found = None
+                    if found is not None:
+                        return str(found.dispatch_id)
+                return await gw.create_dispatch(record.room, record.agent_name, meta)
+            except LiveKitError as error:
+                if not error.retryable or retry == LIVEKIT_CALL_TRIES - 1:
+                    raise
+                log.warning(
+                    "CreateDispatch failed, retrying", dispatch_id=record.id, error=str(error)
+                )
+                await asyncio.sleep(backoff_seconds(settings.retry_backoff_seconds, retry))
+        raise AssertionError("unreachable")
 
     async def settle_created(
         self, record: DispatchRecord, livekit_id: str, path: DispatchPath, attempt: int
@@ -321,6 +347,9 @@ class Engine:
                 return
             # A faster signal already moved it on; keep the LiveKit ids anyway.
             await io(self.ctx.store.update_fields(record.id, fields))
+            if result.previous is DispatchState.SPEAKING:  # its slow check is scheduled
+                await io(self.ctx.leases.release(record.id))
+                return
         timeout = self.ctx.stage_timeout_ms(DispatchState.DISPATCHED) or self.ctx.poll_ms
         async with self.ctx.redis.pipeline(transaction=False) as pipe:
             self.ctx.deadlines.schedule_in(
