@@ -115,6 +115,7 @@ async def test_real_worker_connects_publishes_and_hears(netns: NetNamespace) -> 
                 await caller.wait_for(
                     "audio", track_sid=agent_published["track_sid"], first_nonsilent=True
                 )
+                await out.wait_for("subscribed")  # the caller subscribed to the agent's track
                 await out.wait_for("attributes_set")
                 announced = caller_connected["attributes"].get(agent_identity, {})
                 if announced.get("lk.agent.state") != "speaking":  # set after the caller came

@@ -50,6 +50,8 @@ async def test_two_sdk_participants_hear_each_other(netns: NetNamespace) -> None
             assert bob_connected["others"] == ["alice"]
             await bob.wait_for("track_subscribed", identity="alice", track_sid=track_sid)
             heard = await bob.wait_for("audio", track_sid=track_sid, first_nonsilent=True)
+            # The publisher learns it has a subscriber (what wait_for_subscription() awaits).
+            await alice.wait_for("local_track_subscribed", track_sid=track_sid)
             assert heard["peak_rms"] > 1000  # a 440 Hz tone at 8000 peak, not silence
             await alice.wait_for("participant_connected", identity="bob")
             # Data packets and RPC (request, ack, response: addressed packets) are forwarded.

@@ -142,6 +142,19 @@ class RtcHub:
             self._tell_publisher(pub)
         return True
 
+    def track_subscribed(self, track_sid: str) -> None:
+        """Tell a track's publisher it has a subscriber (``TrackSubscribed``): the SDK's
+        ``wait_for_subscription()``, which livekit-agents' audio output awaits before it
+        plays anything."""
+        pub = self.published.get(track_sid)
+        if pub is None:
+            return
+        for member in self.room_members(pub.room):
+            if member.participant is pub.participant:
+                member.send(
+                    rtc.SignalResponse(track_subscribed=rtc.TrackSubscribed(track_sid=track_sid))
+                )
+
     def publish(self, member: Member, track: Track, source: MediaStreamTrack) -> PublishedTrack:
         room, participant = member.room, member.participant
         pub = PublishedTrack(room=room, participant=participant, track=track, source=source)

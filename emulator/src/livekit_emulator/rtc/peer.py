@@ -123,6 +123,7 @@ class _Outgoing:
     participant_sid: str
     track_sid: str
     transceiver: RTCRtpTransceiver
+    announced: bool = False  # the publisher was told (track_subscribed)
 
 
 SendOffer = Callable[[str, int, dict[str, str]], Awaitable[None]]
@@ -131,10 +132,14 @@ SendOffer = Callable[[str, int, dict[str, str]], Awaitable[None]]
 class SubscriberPeer:
     """Sends the room's tracks and data packets to the client. ``send_offer(sdp, offer_id,
     mid_to_track)`` delivers an offer; ``set_answer`` completes it. The first offer goes out
-    at once, with the server's data channels (as the real server does after the join)."""
+    at once, with the server's data channels (as the real server does after the join).
+    ``on_subscribed(track_sid)`` is called once per track whose offer the client answered."""
 
-    def __init__(self, send_offer: SendOffer) -> None:
+    def __init__(
+        self, send_offer: SendOffer, on_subscribed: Callable[[str], None] = lambda sid: None
+    ) -> None:
         self.pc = new_peer_connection()
+        self._on_subscribed = on_subscribed
         self.data = OutgoingChannels(self.pc)
         self._candidates = _CandidateSink(self.pc)
         self._send_offer = send_offer
@@ -216,6 +221,11 @@ class SubscriberPeer:
         answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT_S)
         await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         await self._candidates.flush()
+        for track_sid in mid_to_track.values():
+            sent = self._outgoing.get(track_sid)
+            if sent is not None and not sent.announced:
+                sent.announced = True
+                self._on_subscribed(track_sid)
         self.negotiations += 1
         self._negotiated.set()
 

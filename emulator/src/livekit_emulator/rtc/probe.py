@@ -6,7 +6,7 @@
 Events (one JSON object per line, ``t_ms`` since start): ``connected`` (``connect_ms`` as
 ``Room.connect`` took), ``published`` (``publish_ms`` as ``publish_track`` took),
 ``participant_connected``, ``participant_disconnected``, ``track_subscribed``,
-``track_unsubscribed``,
+``track_unsubscribed``, ``local_track_subscribed`` (someone subscribed to ours),
 ``attributes_changed``, ``data_received``, ``data_sent``, ``rpc_received``, ``rpc_result``,
 ``audio`` (per subscribed track: frames, non-silent frames, peak RMS; on the first non-silent
 frame and at the end), ``left``, ``error``. With ``--stdin-control`` it leaves when stdin
@@ -110,6 +110,10 @@ async def run(args: argparse.Namespace) -> int:
     async def _echo(data: Any) -> str:
         emit("rpc_received", identity=data.caller_identity, payload=data.payload)
         return data.payload.upper()
+
+    @room.on("local_track_subscribed")
+    def _local_subscribed(track: Any) -> None:
+        emit("local_track_subscribed", track_sid=track.sid)
 
     @room.on("track_unsubscribed")
     def _unsubscribed(track: Any, pub: Any, p: Any) -> None:

@@ -61,7 +61,7 @@ class SignalSession:
         self.participant = participant
         self.auto_subscribe = auto_subscribe
         self.publisher = PublisherPeer(self._on_publisher_track, self._on_data)
-        self.subscriber = SubscriberPeer(self._send_offer)
+        self.subscriber = SubscriberPeer(self._send_offer, self._subscribed)
         self._pending: dict[str, PendingTrack] = {}  # cid -> add_track not yet bound
         self._bound: dict[str, str] = {}  # cid -> track sid, published
         self._outbox: asyncio.Queue[rtc.SignalResponse | None] = asyncio.Queue()
@@ -94,6 +94,9 @@ class SignalSession:
                 )
             )
         )
+
+    def _subscribed(self, track_sid: str) -> None:
+        self.hub.track_subscribed(track_sid)
 
     def _join_response(self) -> rtc.JoinResponse:
         return rtc.JoinResponse(

@@ -6,8 +6,9 @@ listens to the room: the recipe for running a stock worker against the emulator:
 
 It prints JSON lines (``t_ms`` since the job started): ``registered`` (worker id), then per
 job ``job`` (room), ``connected`` (``connect_ms`` as ``ctx.connect()`` took), ``published``
-(``publish_ms``), ``attributes_set`` (``lk.agent.state`` = speaking), ``heard`` (first non-silent frame from a remote participant). The worker runs
-until SIGTERM/SIGINT. Needs ``livekit-agents`` and an interface other than loopback.
+(``publish_ms``), ``subscribed`` (``wait_for_subscription()`` returned: a participant
+subscribed to its track), ``attributes_set`` (``lk.agent.state`` = speaking), ``heard`` (the
+first non-silent frame from a remote participant). The worker runs until SIGTERM/SIGINT. Needs ``livekit-agents`` and an interface other than loopback.
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ async def entrypoint(ctx: Any) -> None:
         track_sid=pub.sid,
     )
     tasks.add(asyncio.create_task(_tone(source, float(os.environ.get("TONE_AGENT_HZ", "330")))))
+    # livekit-agents' audio output plays nothing before its track has a subscriber.
+    started = time.perf_counter()
+    await pub.wait_for_subscription()
+    emit("subscribed", t0, wait_ms=round((time.perf_counter() - started) * 1000, 1))
     # What livekit-agents' AgentSession announces while it talks.
     started = time.perf_counter()
     await ctx.room.local_participant.set_attributes({"lk.agent.state": "speaking"})
