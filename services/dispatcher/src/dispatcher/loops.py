@@ -31,6 +31,7 @@ log = get_logger("dispatcher.loops")
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 BLOCK_MS = 500  # a blocked read ends this often, so that stopping is prompt
 SCAN_INTERVAL_SECONDS = 0.05
+READ_BATCH = 32
 
 
 class Health:
@@ -146,7 +147,9 @@ class Loops:
                         await asyncio.wait_for(self._slot_freed.wait(), BLOCK_MS / 1000)
                     continue
                 entries = await self.requests.claim_stale(self.free)
-                entries += await self.requests.read(self.free - len(entries), block_ms=BLOCK_MS)
+                # Small reads: replicas blocked on the group take turns, so they share evenly.
+                count = min(READ_BATCH, self.free - len(entries))
+                entries += await self.requests.read(count, block_ms=BLOCK_MS)
                 self.health.ok()
                 backoff.reset()
                 for entry in entries:
