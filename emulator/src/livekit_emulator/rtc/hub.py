@@ -129,7 +129,6 @@ class RtcHub:
         for pub in self.published.values():
             if pub.room is member.room and pub.participant is not member.participant:
                 member.subscriber.add(pub.participant.sid, pub.track.sid, pub.subscribe())
-                self._tell_publisher(pub)
 
     def subscribe(self, member: Member, track_sid: str) -> bool:
         """Send ``track_sid`` to ``member`` (a manual subscription); False when no such track
@@ -139,7 +138,6 @@ class RtcHub:
             return False
         if member.participant.permission.can_subscribe and not member.subscriber.has(track_sid):
             member.subscriber.add(pub.participant.sid, track_sid, pub.subscribe())
-            self._tell_publisher(pub)
         return True
 
     def track_subscribed(self, track_sid: str) -> None:
@@ -164,7 +162,6 @@ class RtcHub:
         for other in self.room_members(room):
             if other is not member and self._can_subscribe(other):
                 other.subscriber.add(participant.sid, track.sid, pub.subscribe())
-                self._tell_publisher(pub)
         return pub
 
     async def unpublish(self, member: Member, track_sid: str) -> bool:
@@ -264,15 +261,6 @@ class RtcHub:
         for member in self.room_members(room):
             if member is not exclude:
                 member.send(message)
-
-    def _tell_publisher(self, pub: PublishedTrack) -> None:
-        """The real server sends the publisher ``track_subscribed`` once somebody subscribes to
-        its track; livekit-agents waits for it before it starts playing its speech."""
-        publisher = self.members.get(pub.room.name, {}).get(pub.participant.sid)
-        if publisher is not None:
-            publisher.send(
-                rtc.SignalResponse(track_subscribed=rtc.TrackSubscribed(track_sid=pub.track.sid))
-            )
 
     @staticmethod
     def _can_subscribe(member: Member) -> bool:
