@@ -82,3 +82,35 @@ async def test_dispatch_metadata_carries_id_and_continues_the_api_trace(
         parent = meta["trace"]["traceparent"].split("-")
         assert parent[1] == trace_id  # the same trace
         assert parent[2] != "00f067aa0ba902b7"  # continued by the dispatcher's own span
+
+
+async def test_metrics_and_health_endpoints(
+    redis_client: Redis, redis_url: str, keys: Keys
+) -> None:
+    import aiohttp
+
+    async with harness(redis_client, redis_url, keys) as h:
+        dispatch_id = await h.submit()
+        await h.wait_state(dispatch_id, [DispatchState.SPEAKING], within=5)
+        base = f"http://127.0.0.1:{h.port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/healthz") as response:
+                assert response.status == 200
+            async with session.get(f"{base}/readyz") as response:
+                assert response.status == 200 and (await response.json())["ready"] is True
+            async with session.get(f"{base}/metrics") as response:
+                text = await response.text()
+        for name in (
+            "dispatcher_requests_consumed_total 1.0",
+            'dispatcher_dispatches_created_total{outcome="ok",path="room_config"} 1.0',
+            'dispatcher_transitions_total{source="webhook",state="speaking"} 1.0',
+            "dispatcher_stage_latency_seconds_bucket",
+            'stage="requested_to_speaking"',
+            "dispatcher_livekit_call_seconds_bucket",
+            "dispatcher_own_latency_seconds_count 1.0",
+            "dispatcher_stream_lag 0.0",
+            "dispatcher_stream_pending 0.0",
+            "dispatcher_dead_letters 0.0",
+            "process_cpu_seconds_total",
+        ):
+            assert name in text, name
