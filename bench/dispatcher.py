@@ -48,6 +48,10 @@ STEADY_SECONDS = float(os.environ.get("BENCH_DISPATCHER_SECONDS", "5"))
 WARMUP = 300
 BURST = int(os.environ.get("BENCH_DISPATCHER_BURST", "2000"))
 SPLIT_COUNT = int(os.environ.get("BENCH_DISPATCHER_SPLIT", "1000"))
+# Bounded in-flight steps (the recommended setting, docs/operations.md): past its CPU, a
+# replica leaves requests queued in the stream (measured as queue wait) instead of slowing
+# every step it has started. BENCH_DISPATCHER_IN_FLIGHT=512 measures the default.
+DISPATCHER_SETTINGS = {"max_in_flight": int(os.environ.get("BENCH_DISPATCHER_IN_FLIGHT", "64"))}
 
 
 def _hook(port: int) -> str:
@@ -236,7 +240,9 @@ async def _single(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
     store = DispatchStore(redis, keys)
     port = _free_port()
     async with _emulator([_hook(port)]) as livekit_url:
-        env = dispatcher_env(redis_url, keys, livekit_url, "devkey", SECRET, port, "bench-1")
+        env = dispatcher_env(
+            redis_url, keys, livekit_url, "devkey", SECRET, port, "bench-1", **DISPATCHER_SETTINGS
+        )
         env["LOG_LEVEL"] = "INFO"  # production level: failures only
         dispatcher = await start_dispatcher(env, port, "bench-1")
         try:
@@ -278,7 +284,14 @@ async def _split(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
         replicas = []
         for n, port in enumerate(ports):
             env = dispatcher_env(
-                redis_url, keys, livekit_url, "devkey", SECRET, port, f"bench-r{n}"
+                redis_url,
+                keys,
+                livekit_url,
+                "devkey",
+                SECRET,
+                port,
+                f"bench-r{n}",
+                **DISPATCHER_SETTINGS,
             )
             replicas.append(await start_dispatcher(env, port, f"bench-r{n}"))
         try:
@@ -322,7 +335,10 @@ async def _cleanup(redis: Redis, keys: Keys) -> None:
 async def run() -> dict[str, Any]:
     async with _redis() as redis_url:
         redis = make_client(redis_url, max_connections=256)
-        figures: dict[str, Any] = {"load_average_at_start": os.getloadavg()}
+        figures: dict[str, Any] = {
+            "load_average_at_start": os.getloadavg(),
+            "dispatcher_settings": DISPATCHER_SETTINGS,
+        }
         try:
             keys = Keys(f"bench-dispatcher-{uuid.uuid4().hex[:8]}")
             await _registry(redis, keys)

@@ -31,7 +31,7 @@ log = get_logger("dispatcher.loops")
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 BLOCK_MS = 500  # a blocked read ends this often, so that stopping is prompt
 SCAN_INTERVAL_SECONDS = 0.05
-READ_BATCH = 32
+READ_BATCH = 8
 
 
 class Health:
