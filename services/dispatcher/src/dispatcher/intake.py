@@ -104,6 +104,8 @@ async def first_attempt(engine: Engine, record: DispatchRecord) -> None:
                 record, FailureReason.NO_WORKER_FOR_AGENT, "registry", detail, record.version
             )
             return
+        # Capacity-aware admission (issue 10) goes here, under the lease: reserve a slot of
+        # the agent_name atomically, or move requested → waiting and queue it.
         # The version we read as `requested`: a replica that read it late must not move an
         # already dispatched record back to dispatching.
         result = await engine.move(
