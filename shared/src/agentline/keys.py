@@ -50,6 +50,10 @@ class Keys:
         """Hash: the dispatch record."""
         return f"{self.prefix}:dispatch:{dispatch_id}"
 
+    def dispatch_lease(self, dispatch_id: str) -> str:
+        """String with TTL: the dispatcher replica (and holding) that owns a dispatch now."""
+        return f"{self.prefix}:dispatch:{dispatch_id}:lease"
+
     def dispatch_events(self, dispatch_id: str) -> str:
         """Stream: the dispatch's own transitions (what SSE serves)."""
         return f"{self.prefix}:dispatch:{dispatch_id}:events"

@@ -202,7 +202,11 @@ class DispatcherSettings(CommonSettings):
         validation_alias=AliasChoices("DISPATCHER_CONSUMER_NAME", "HOSTNAME"),
         description="Consumer name in the group; defaults to the pod name (HOSTNAME)",
     )
-    max_in_flight: int = Field(default=512, ge=1, description="Dispatches tracked at once")
+    max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        description="Dispatch steps a replica runs at once (beyond it requests wait in the stream)",
+    )
     registry_policy: RegistryPolicy = Field(
         default=RegistryPolicy.FAIL, description="fail, wait or advise when no worker is registered"
     )

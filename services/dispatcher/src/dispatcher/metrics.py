@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from agentline.keys import Keys
+from agentline.lifecycle import FailureReason
 from agentline.metrics import VOICE_BUCKETS, StreamBacklogCollector
 
 # The dispatcher's own work per step is sub-millisecond; voice buckets start at 10 ms.
@@ -49,6 +50,10 @@ class DispatcherMetrics:
         self.failures = Counter(
             "dispatcher_failures", "Dispatches failed, by reason", ["reason"], registry=r
         )
+        # Every reason exported from the start at 0: increase() over a series born at 1 reads
+        # as no increase, and the alerts would miss the first failure.
+        for reason in FailureReason:
+            self.failures.labels(reason=reason.value)
         self.retries = Counter(
             "dispatcher_retries", "Re-dispatches after a stage timed out", ["reason"], registry=r
         )

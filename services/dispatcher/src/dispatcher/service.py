@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from agentline.keys import Keys
 from agentline.logs import get_logger
 from agentline.redis_conn import make_client
-from agentline.registry import WorkerRegistry
+from agentline.registry import InstanceHeartbeats, WorkerRegistry
 from agentline.settings import DispatcherSettings, RegistryPolicy
 from agentline.store import DispatchStore
 from dispatcher.engine import Context, Engine
@@ -75,6 +75,8 @@ class DispatcherService:
         secret = settings.webhook_api_secret or settings.livekit_api_secret
         verifier = api.TokenVerifier(webhook_key, secret.get_secret_value())
         self.webhook_stats = WebhookStats(self.redis, self.keys)
+        # liveness for `agentline doctor` (a consumer group cannot tell a dead replica)
+        self.instances = InstanceHeartbeats(self.redis, self.keys, "dispatcher")
         self.app = build_app(
             WebhookHandler(verifier, self.tracker, self.webhook_stats, self.metrics),
             self.health,
@@ -122,10 +124,10 @@ class DispatcherService:
             log.error("LiveKit check failed", error=str(error), kind=error.kind.value)
 
     async def _watch_redis(self) -> None:
-        """Readiness follows Redis even while the loops are idle."""
+        """Readiness follows Redis even while the loops are idle; the replica's heartbeat."""
         while not self.loops.stopping.is_set():
             try:
-                await asyncio.wait_for(self.redis.ping(), 2.0)
+                await asyncio.wait_for(self.instances.beat(self.consumer), 2.0)
                 self.health.ok()
             except (*REDIS_ERRORS, TimeoutError) as error:
                 self.health.failed(error)
@@ -135,6 +137,8 @@ class DispatcherService:
     async def stop(self, drain_seconds: float | None = None) -> None:
         """Stop reading, finish (or hand back) in-flight work, close everything."""
         self.health.draining = True
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.instances.leave(self.consumer)
         seconds = self.settings.drain_seconds if drain_seconds is None else drain_seconds
         await self.loops.drain(seconds)
         for task in self._tasks:

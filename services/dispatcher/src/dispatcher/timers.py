@@ -80,7 +80,7 @@ class Leases:
         self._if_ours = redis.register_script(_IF_OURS)
 
     def key(self, dispatch_id: str) -> str:
-        return self.keys.dispatch(dispatch_id) + ":lease"
+        return self.keys.dispatch_lease(dispatch_id)
 
     # Each holding is a fresh token, and this process remembers what it holds: two tasks of
     # one process (the intake and the scanner) never both believe they hold a dispatch.
