@@ -58,6 +58,32 @@ def summarize(load: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
+async def _dispatcher_metrics(ns: Any) -> str:
+    """The dispatcher's /metrics, fetched from inside the namespace."""
+    code = "import httpx; print(httpx.get('http://127.0.0.1:8081/metrics', timeout=5).text)"
+    proc = await ns.spawn([sys.executable, "-c", code])
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return str(out.decode())
+
+
+def own_share(figures: dict[str, Any], metrics_text: str) -> dict[str, Any]:
+    """agentline's own share: the queue wait before a dispatcher took the request (record
+    timestamps) plus the dispatcher's own time per dispatch with LiveKit and Redis calls
+    excluded (its ``dispatcher_own_latency_seconds`` histogram)."""
+    from dispatcher.testing import histogram_buckets, histogram_quantile
+
+    buckets = histogram_buckets(metrics_text, "dispatcher_own_latency_seconds")
+    queue = figures.get("to_dispatching", {})
+    return {
+        "queue_wait_p50_ms": queue.get("p50_ms"),
+        "queue_wait_p99_ms": queue.get("p99_ms"),
+        "dispatcher_own_p50_ms": round(histogram_quantile(buckets, 0.5) * 1000, 2),
+        "dispatcher_own_p99_ms": round(histogram_quantile(buckets, 0.99) * 1000, 2),
+        "method": "queue wait from the records + dispatcher own-latency histogram "
+        "(LiveKit, worker and Redis time excluded)",
+    }
+
+
 async def _scenario(
     name: str, env: dict[str, str], load_args: list[str], with_worker: bool
 ) -> dict[str, Any]:
@@ -85,7 +111,9 @@ async def _scenario(
             out, err = await asyncio.wait_for(load.communicate(), 900)
             if load.returncode != 0:
                 raise RuntimeError(f"{name}: load generator failed: {err.decode()[-2000:]}")
-            return summarize(json.loads(out.decode().strip().splitlines()[-1]))
+            figures = summarize(json.loads(out.decode().strip().splitlines()[-1]))
+            figures["own_share"] = own_share(figures, await _dispatcher_metrics(ns))
+            return figures
         finally:
             system.send_signal(signal.SIGTERM)
             try:
@@ -131,6 +159,11 @@ async def run() -> dict[str, Any]:
             "a_joined_p99_ms": _target(real, "joined", 1000),
             "a_speaking_p99_ms": _target(real, "speaking", 1500),
             "b_speaking_p99_ms": _target(simulated, "speaking", 250),
+            "c_own_share_p99_ms": target(
+                (timed["own_share"]["queue_wait_p99_ms"] or 0)
+                + timed["own_share"]["dispatcher_own_p99_ms"],
+                20,
+            ),
         },
     }
     write_results("e2e", figures)
