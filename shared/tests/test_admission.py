@@ -94,3 +94,18 @@ async def test_wait_estimate_from_recent_durations(redis_client, keys):
     for duration in (60_000, 120_000):
         await admission.record_job_duration(AGENT, duration)
     assert await admission.estimated_wait_ms(AGENT, 2, 2) == 90_000
+
+
+async def test_held_reservation_is_extended_and_front_queueing(redis_client, keys):
+    await _workers(redis_client, keys, 1)
+    admission = Admission(redis_client, keys, reserve_ms=100)
+    assert (await admission.try_admit("a", AGENT)).admitted
+    await admission.try_admit("b", AGENT)
+    await asyncio.sleep(0.06)
+    assert (await admission.try_admit("a", AGENT)).admitted  # extended by another 100 ms
+    await asyncio.sleep(0.06)
+    assert await admission.pump(AGENT) == []  # still held: 120 ms after it was first taken
+    lost = await admission.try_admit("c", AGENT, front=True)
+    assert not lost.admitted and lost.position == 1
+    assert await admission.waiting_ids(AGENT) == ["c", "b"]
+    assert await admission.queued_agent_names() == [AGENT]

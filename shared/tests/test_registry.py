@@ -59,3 +59,22 @@ async def test_instance_heartbeats_expire(redis_client, keys):
     assert await beats.alive() == ["pod-a"]
     await asyncio.sleep(0.25)
     assert await beats.alive() == []
+
+
+async def test_heartbeat_publishes_capacity_changes_only(redis_client, keys):
+    from agentline.registry import WorkerRegistry
+    from agentline.schema import WorkerInfo
+
+    registry = WorkerRegistry(redis_client, keys)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(keys.capacity_changed)
+    await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+    await registry.heartbeat(WorkerInfo("w1", "agent-a", 2))  # new worker
+    await registry.heartbeat(WorkerInfo("w1", "agent-a", 2))  # refresh only
+    await registry.heartbeat(WorkerInfo("w1", "agent-a", 3))  # capacity raised
+    await registry.heartbeat(WorkerInfo("w1", "agent-a", 3, draining=True))
+    seen = []
+    while (message := await pubsub.get_message(timeout=0.3)) is not None:
+        seen.append(message["data"])
+    await pubsub.aclose()
+    assert seen == ["agent-a", "agent-a", "agent-a"]

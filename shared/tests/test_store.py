@@ -156,3 +156,31 @@ async def test_update_fields_does_not_resurrect(redis_client, keys):
     assert await store.update_fields(request.dispatch_id, {"queue_position": 3})
     record = await store.get(request.dispatch_id)
     assert record and record.queue_position == 3
+
+
+async def test_queue_update_appends_event_without_transition(redis_client, keys):
+    store = DispatchStore(redis_client, keys)
+    waiting, dispatching = _request("q-1"), _request("q-2")
+    for request in (waiting, dispatching):
+        await store.create(request)
+    await store.transition(waiting.dispatch_id, DispatchState.WAITING)
+    await store.transition(dispatching.dispatch_id, DispatchState.DISPATCHING)
+    updated = await store.queue_updates(
+        [(waiting.dispatch_id, 2, 90_000), (dispatching.dispatch_id, 1, 0)]
+    )
+    assert updated == 1
+    record = await store.get(waiting.dispatch_id)
+    assert record is not None
+    assert (record.state, record.version) == (DispatchState.WAITING, 2)
+    assert (record.queue_position, record.estimated_wait_ms) == (2, 90_000)
+    events = await store.events(waiting.dispatch_id)
+    assert [(e.state, e.kind) for e in events] == [
+        (DispatchState.REQUESTED, "transition"),
+        (DispatchState.WAITING, "transition"),
+        (DispatchState.WAITING, "queue"),
+    ]
+    assert events[-1].detail == {"position": "2", "estimated_wait_ms": "90000"}
+    assert events[-1].seq == 2
+    # the dispatch that is no longer waiting got nothing
+    assert len(await store.events(dispatching.dispatch_id)) == 2
+    assert await store.queue_updates([]) == 0

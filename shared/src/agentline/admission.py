@@ -54,12 +54,18 @@ local function admit_heads(hold_until)
 end
 """
 
-# ARGV: now, dispatch id, hold until (ms). Returns {admitted 0/1, position, capacity, used}.
+# ARGV: now, dispatch id, hold until (ms), '1' to queue at the front (a dispatch that lost its
+# slot), agent name (KEYS[4]: the set of agent names with queues). Returns {admitted 0/1, position, capacity, used}. A reservation already held is kept
+# (and extended to at least hold until).
 _ADMIT = (
     _PRELUDE
     + """
 local id = ARGV[2]
-if redis.call('HEXISTS', KEYS[2], id) == 1 then return {1, 0, capacity, used} end
+local held = redis.call('HGET', KEYS[2], id)
+if held then
+  if tonumber(held) < tonumber(ARGV[3]) then redis.call('HSET', KEYS[2], id, ARGV[3]) end
+  return {1, 0, capacity, used}
+end
 local position = redis.call('LPOS', KEYS[3], id)
 if position then
   -- already queued: the queue head may take a free slot now
@@ -73,6 +79,11 @@ end
 if used < capacity and redis.call('LLEN', KEYS[3]) == 0 then
   redis.call('HSET', KEYS[2], id, ARGV[3])
   return {1, 0, capacity, used + 1}
+end
+redis.call('SADD', KEYS[4], ARGV[5])
+if ARGV[4] == '1' then
+  redis.call('LPUSH', KEYS[3], id)
+  return {0, 1, capacity, used}
 end
 return {0, redis.call('RPUSH', KEYS[3], id), capacity, used}
 """
@@ -140,15 +151,17 @@ class Admission:
             self.keys.waiting_queue(agent_name),
         ]
 
-    async def try_admit(self, dispatch_id: str, agent_name: str) -> AdmitResult:
-        """Reserve a slot, or queue the dispatch (idempotent: a queued one keeps its place)."""
+    async def try_admit(
+        self, dispatch_id: str, agent_name: str, front: bool = False
+    ) -> AdmitResult:
+        """Reserve a slot, or queue the dispatch (idempotent: a queued one keeps its place, a
+        held reservation is kept and extended). ``front``: queue at the head (it lost its slot)."""
         at = now_ms()
         reply: Any = await self._admit(
-            keys=self._keys(agent_name), args=[at, dispatch_id, at + self.reserve_ms]
+            keys=[*self._keys(agent_name), self.keys.admission_agents],
+            args=[at, dispatch_id, at + self.reserve_ms, "1" if front else "0", agent_name],
         )
         admitted, position, capacity, used = (int(x) for x in reply)
-        if not admitted:
-            await self.redis.sadd(self.keys.admission_agents, agent_name)
         return AdmitResult(admitted == 1, position, capacity, used)
 
     async def confirm(self, dispatch_id: str, agent_name: str) -> bool:

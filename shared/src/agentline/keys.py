@@ -108,6 +108,12 @@ class Keys:
         return f"{self.prefix}:durations:{agent_name}"
 
     @property
+    def capacity_changed(self) -> str:
+        """Pub/sub channel: an agent_name whose capacity rose or changed (a worker joined,
+        raised its capacity or stopped draining): dispatchers admit queue heads at once."""
+        return f"{self.prefix}:capacity-changed"
+
+    @property
     def admission_agents(self) -> str:
         """Set: agent names that have had waiting dispatches (for the queue pump)."""
         return f"{self.prefix}:admission:agents"

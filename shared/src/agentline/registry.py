@@ -15,12 +15,27 @@ from agentline.ids import now_ms
 from agentline.keys import Keys
 from agentline.schema import AgentNameSummary, WorkerInfo
 
+# KEYS: the agent_name's capacity hash; ARGV: worker id, "capacity:expiry:draining", channel,
+# agent name. Publishes the agent name when the worker is new to the hash or its capacity or
+# draining flag changed (not on a mere refresh of the expiry).
+_CAPACITY_BEAT = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local function shape(v) return string.gsub(v, ':%d+:', ':') end
+if (not old) or shape(old) ~= shape(ARGV[2]) then
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+"""
+
 
 class WorkerRegistry:
     def __init__(self, redis: Redis, keys: Keys, ttl_seconds: float = 6.0) -> None:
         self.redis = redis
         self.keys = keys
         self.ttl_ms = int(ttl_seconds * 1000)
+        self._capacity_beat = redis.register_script(_CAPACITY_BEAT)
 
     async def heartbeat(self, info: WorkerInfo) -> None:
         at = now_ms()
@@ -29,11 +44,17 @@ class WorkerRegistry:
             pipe.hset(self.keys.worker(info.worker_id), mapping=fields)
             pipe.pexpire(self.keys.worker(info.worker_id), self.ttl_ms)
             pipe.zadd(self.keys.workers, {info.worker_id: at + self.ttl_ms})
-            # The admission script reads capacity per agent_name from this hash.
-            pipe.hset(
-                self.keys.agent_capacity(info.agent_name),
-                info.worker_id,
-                f"{info.capacity}:{at + self.ttl_ms}:{1 if info.draining else 0}",
+            # The admission script reads capacity per agent_name from this hash; a change is
+            # published so that dispatchers admit waiting dispatches at once.
+            await self._capacity_beat(
+                keys=[self.keys.agent_capacity(info.agent_name)],
+                args=[
+                    info.worker_id,
+                    f"{info.capacity}:{at + self.ttl_ms}:{1 if info.draining else 0}",
+                    self.keys.capacity_changed,
+                    info.agent_name,
+                ],
+                client=pipe,
             )
             await pipe.execute()
 

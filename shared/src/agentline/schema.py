@@ -126,6 +126,9 @@ class DispatchEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     hint: str = ""
     detail: dict[str, str] = {}
     event_id: str = ""  # the stream entry id (set when read)
+    # "transition", or "queue": a waiting dispatch's new place (detail: position,
+    # estimated_wait_ms); the state stays waiting and seq is that of the waiting transition.
+    kind: str = "transition"
 
     @classmethod
     def from_fields(cls, event_id: str, raw: dict[str, str]) -> DispatchEvent:
@@ -143,6 +146,7 @@ class DispatchEvent(msgspec.Struct, frozen=True, omit_defaults=True):
             hint=info.hint if info else "",
             detail=detail,
             event_id=event_id,
+            kind=raw.get("kind", "transition"),
         )
 
 

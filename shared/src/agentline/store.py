@@ -101,6 +101,18 @@ redis.call('HSET', KEYS[1], unpack(fields))
 return 1
 """
 
+# KEYS: record, dispatch events; ARGV: now ms, position, estimated wait ms. Only while waiting:
+# the record's queue fields and a "queue" event (no transition: state and version unchanged).
+_QUEUE_UPDATE = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'waiting' then return 0 end
+redis.call('HSET', KEYS[1], 'queue_position', ARGV[2], 'estimated_wait_ms', ARGV[3])
+local detail = '{"position":"' .. ARGV[2] .. '","estimated_wait_ms":"' .. ARGV[3] .. '"}'
+redis.call('XADD', KEYS[2], '*', 'dispatch_id', redis.call('HGET', KEYS[1], 'id'),
+  'seq', redis.call('HGET', KEYS[1], 'version'), 'state', 'waiting', 'kind', 'queue',
+  'at_ms', ARGV[1], 'detail', detail)
+return 1
+"""
+
 _ALLOWED_FROM: dict[DispatchState, str] = {
     target: " ".join(
         sorted(s.value for s, targets in ALLOWED_TRANSITIONS.items() if target in targets)
@@ -146,6 +158,7 @@ class DispatchStore:
         self._create = redis.register_script(_CREATE)
         self._transition = redis.register_script(_TRANSITION)
         self._update = redis.register_script(_UPDATE_IF_EXISTS)
+        self._queue_update = redis.register_script(_QUEUE_UPDATE)
 
     async def create(
         self, request: DispatchRequest, idempotency_key: str | None = None
@@ -263,6 +276,24 @@ class DispatchStore:
         mapping = {k: _field_text(v) for k, v in fields.items()}
         result = await self._update(keys=[self.keys.dispatch(dispatch_id)], args=_pairs(mapping))
         return int(result) == 1
+
+    async def queue_updates(self, places: list[tuple[str, int, int]]) -> int:
+        """Tell waiting dispatches their new place: (dispatch id, position, estimated wait ms)
+        each. Sets ``queue_position``/``estimated_wait_ms`` and appends a ``queue`` event to the
+        dispatch's stream (what SSE serves), without a transition; dispatches no longer
+        waiting are left alone. One round trip; returns how many were updated."""
+        if not places:
+            return 0
+        at = now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for dispatch_id, position, wait_ms in places:
+                await self._queue_update(
+                    keys=[self.keys.dispatch(dispatch_id), self.keys.dispatch_events(dispatch_id)],
+                    args=[at, int(position), int(wait_ms)],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return sum(int(r) for r in replies)
 
     async def events(
         self, dispatch_id: str, after: str = "0-0", count: int = 100
