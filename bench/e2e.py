@@ -19,6 +19,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from agentline.devrun import namespace_env
 from bench.common import percentile, target, write_results
 
 STAGES = ("dispatching", "dispatched", "assigned", "joined", "speaking")
@@ -91,13 +92,10 @@ async def _scenario(
 
     ns = NetNamespace.create(prefix="agl-bench")
     try:
-        system_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "REDIS_"))},
-            "AGENTLINE_DEV_HOST": ns.server_ip,
-            "AGENTLINE_NETNS": ns.name,
-            "LOG_LEVEL": "WARNING",
-            **env,
-        }
+        # the API's per-key rate limit (600/min by default) would cap the offered load
+        system_env = namespace_env(
+            ns.name, ns.server_ip, LOG_LEVEL="WARNING", TOKEN_API_RATE_LIMIT_PER_MINUTE="0", **env
+        )
         argv = [sys.executable, "-m", "agentline.devrun", "--netns", "off"]
         if not with_worker:
             argv.append("--no-worker")

@@ -26,6 +26,7 @@ import pytest
 import yaml
 from deploy_support import CHART, MINIMAL, find, manifests, merge
 
+from agentline.devrun import namespace_env
 from livekit_emulator.netns import NetNamespace, namespace, skip_reason
 
 pytestmark = [
@@ -116,20 +117,10 @@ def system(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> 
     tmp_path = tmp_path_factory.mktemp("prometheus-e2e")
     with namespace("agprom") as ns:
         running = System(ns, tmp_path)
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("LIVEKIT_", "OPENAI_", "REDIS_", "TOKEN_API_", "DISPATCHER_"))
-        }
-        env.update(
-            {
-                "AGENTLINE_DEV_HOST": ns.server_ip,
-                "AGENTLINE_NETNS": ns.name,
-                "PYTHONUNBUFFERED": "1",
-                "LOG_FORMAT": "console",
-                "AGENT_WORKER_IDLE_PROCESSES": "1",
-                "TOKEN_API_ALLOWED_AGENT_NAMES": f"travel-assistant,{UNSERVED_AGENT}",
-            }
+        env = namespace_env(
+            ns.name,
+            ns.server_ip,
+            TOKEN_API_ALLOWED_AGENT_NAMES=f"travel-assistant,{UNSERVED_AGENT}",
         )
         config = tmp_path / "prometheus.yml"
         config.write_text(yaml.safe_dump(prometheus_config()))

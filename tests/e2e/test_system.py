@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+
+from agentline.devrun import namespace_env
 from livekit_emulator.netns import NetNamespace, skip_reason
 
 pytestmark = [
@@ -72,21 +74,7 @@ class RunningSystem:
 
 
 async def _start_system(ns: NetNamespace, env_overrides: dict[str, str]) -> RunningSystem:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("LIVEKIT_", "OPENAI_", "REDIS_", "TOKEN_API_", "DISPATCHER_"))
-    }
-    env.update(
-        {
-            "AGENTLINE_DEV_HOST": ns.server_ip,
-            "AGENTLINE_NETNS": ns.name,
-            "PYTHONUNBUFFERED": "1",
-            "LOG_FORMAT": "console",
-            "AGENT_WORKER_IDLE_PROCESSES": "1",
-            **env_overrides,
-        }
-    )
+    env = namespace_env(ns.name, ns.server_ip, **env_overrides)
     process = await ns.spawn(
         [sys.executable, "-m", "agentline.devrun", "--netns", "off"],
         env=env,

@@ -92,6 +92,28 @@ class DevSystem:
             await self.embedded_redis.stop()
 
 
+# Settings a system in a namespace must not inherit from the caller's environment.
+_HOST_SETTINGS = ("LIVEKIT_", "OPENAI_", "REDIS_", "TOKEN_API_", "DISPATCHER_")
+
+
+def namespace_env(ns_name: str, host: str, **overrides: str) -> dict[str, str]:
+    """The environment for `python -m agentline.devrun --netns off` inside a namespace that
+    a test or benchmark made: this process's environment without the host's service
+    settings, the namespace's address for the emulator, readable logs, then ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_HOST_SETTINGS)}
+    env.update(
+        {
+            "AGENTLINE_DEV_HOST": host,
+            NETNS_ENV: ns_name,
+            "PYTHONUNBUFFERED": "1",
+            "LOG_FORMAT": "console",
+            "AGENT_WORKER_IDLE_PROCESSES": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
 def _loopback_port(url: str) -> int | None:
     """Serve the embedded Redis where REDIS_URL points when that is this machine."""
     from urllib.parse import urlsplit
