@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+# uv from PATH; else the one `make uv` installs from PyPI into this Python (run as a module,
+# so it works wherever pip put its scripts).
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -11,7 +13,8 @@ help: ## List the targets with one line each
 
 .PHONY: uv
 uv: ## Install uv from PyPI when it is missing
-	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet "uv>=0.5"
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv>=0.5" \
+		|| python3 -m pip install --quiet --user "uv>=0.5"
 
 .PHONY: sync
 sync: uv ## Install the locked workspace into .venv (uv sync --locked)
