@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import httpx
+
 from agentline.demo import wait_ready
 from agentline.probe import run_probe
 from agentline.settings import DEV_API_KEY

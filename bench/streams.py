@@ -10,7 +10,6 @@ import uuid
 from agentline.keys import DISPATCHER_GROUP, Keys
 from agentline.redis_conn import EmbeddedRedis, make_client, ping
 from agentline.streams import StreamConsumer, StreamPublisher
-
 from bench.common import summarize_ms, write_results
 
 THROUGHPUT_ENTRIES = 20_000

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from livekit import api
+
 from livekit_emulator.testing import RunningEmulator
 
 

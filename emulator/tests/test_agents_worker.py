@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from livekit import api
 from livekit.protocol import agent
+
 from livekit_emulator.testing import RunningEmulator, wait_until
 
 APP = Path(__file__).parent / "apps" / "marker_agent.py"

@@ -13,6 +13,7 @@ import sys
 import aiohttp
 import pytest
 from livekit import api
+
 from livekit_emulator.main import build_parser, parse_keys
 
 SECRET = "cli-test-secret-0123456789abcdefghijkl"

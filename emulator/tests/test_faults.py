@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 from livekit import api
+
 from livekit_emulator.testing import RunningEmulator, running_emulator, wait_until
 from livekit_emulator.webhook_sink import WebhookSink
 from livekit_emulator.worker_client import RawWorker

@@ -13,6 +13,7 @@ from typing import Any
 import jwt
 from google.protobuf.json_format import MessageToDict
 from livekit.protocol import agent
+
 from livekit_emulator import golden
 from livekit_emulator.model import Track
 from livekit_emulator.rooms import participant_from_claims

@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from livekit import api
 from livekit.protocol import agent
+
 from livekit_emulator import golden
 from livekit_emulator.testing import running_emulator, server_token, twirp_call, wait_until
 from livekit_emulator.webhook_sink import WebhookSink

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from livekit import api
+
 from livekit_emulator import timing
 from livekit_emulator.testing import RunningEmulator, running_emulator, wait_until
 

@@ -6,6 +6,7 @@ import asyncio
 
 from livekit import api
 from livekit.protocol import agent
+
 from livekit_emulator.testing import RunningEmulator, wait_until
 
 

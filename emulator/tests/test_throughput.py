@@ -7,6 +7,7 @@ import time
 
 import pytest
 from livekit import api
+
 from livekit_emulator.testing import running_emulator, wait_until
 
 pytestmark = pytest.mark.slow

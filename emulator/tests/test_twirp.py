@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from livekit import api
 from livekit.protocol import models
+
 from livekit_emulator.testing import RunningEmulator, server_token, twirp_call, wait_until
 
 ROOM = "RoomService"

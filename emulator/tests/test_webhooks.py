@@ -12,6 +12,7 @@ import jwt
 import pytest
 from livekit import api
 from livekit.protocol import models
+
 from livekit_emulator.testing import running_emulator, wait_until
 from livekit_emulator.webhook_sink import WebhookSink
 

@@ -9,6 +9,7 @@ import jwt
 import pytest
 from livekit import api
 from livekit.protocol import agent
+
 from livekit_emulator.rooms import participant_from_claims
 from livekit_emulator.testing import RunningEmulator, wait_until
 from livekit_emulator.worker_client import RawWorker

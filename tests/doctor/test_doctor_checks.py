@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 
 import pytest
+from pydantic import SecretStr
+
 from agentline.doctor.checks import check_redis, check_settings, check_webhooks, check_workers
 from agentline.doctor.livekit_checks import check_livekit
 from agentline.doctor.runner import DoctorOptions, render_json, render_text, run_doctor
@@ -14,7 +16,6 @@ from agentline.schema import WorkerInfo
 from agentline.settings import CommonSettings
 from agentline.streams import StreamConsumer
 from agentline.webhook_stats import record_webhook
-from pydantic import SecretStr
 
 
 def _settings(emu, **overrides) -> CommonSettings:
