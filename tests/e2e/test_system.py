@@ -149,7 +149,15 @@ async def test_session_reaches_speaking_with_real_audio(system: RunningSystem) -
     assert _sample(worker_metrics, "agent_worker_jobs_accepted_total") >= 1
     assert _sample(worker_metrics, "agent_worker_audio_publish_seconds_count") >= 1
     dispatcher_metrics = await system.get("http://127.0.0.1:8081/metrics")
-    assert "dispatcher_" in dispatcher_metrics
+    assert _sample(dispatcher_metrics, "dispatcher_transitions_total", state="speaking") == 1
+    assert (
+        _sample(
+            dispatcher_metrics,
+            "dispatcher_stage_latency_seconds_count",
+            stage="requested_to_speaking",
+        )
+        == 1
+    )
 
     # And the doctor, probe included, finds nothing wrong.
     code, out, err = await system.doctor()
@@ -174,10 +182,13 @@ async def test_worker_with_another_agent_name_is_diagnosed(misnamed_system: Runn
     assert not mismatch["ok"] and "'support-bot'" in mismatch["evidence"]
 
 
-def _sample(text: str, name: str) -> float:
-    """The sum of a metric's samples in a Prometheus text exposition."""
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples (those carrying ``labels``) in a text exposition."""
     total = 0.0
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
     for line in text.splitlines():
-        if line.startswith(name) and (line[len(name)] in " {"):
+        if not line.startswith(name) or line[len(name)] not in " {":
+            continue
+        if all(pair in line for pair in wanted):
             total += float(line.rsplit(" ", 1)[1])
     return total
