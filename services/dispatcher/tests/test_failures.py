@@ -90,7 +90,11 @@ def _dispatches(state: dict) -> list[dict]:  # type: ignore[type-arg]
 async def test_workers_at_capacity_job_dropped_not_assigned_then_exhausted(
     redis_client: Redis, redis_url: str, keys: Keys
 ) -> None:
-    async with harness(redis_client, redis_url, keys, workers=[(AGENT, 1)], max_attempts=2) as h:
+    # Admission off: what LiveKit does to a job when every worker is FULL (with admission on,
+    # the second dispatch waits for the slot instead: test_admission_flow.py).
+    async with harness(
+        redis_client, redis_url, keys, workers=[(AGENT, 1)], max_attempts=2, admission_enabled=False
+    ) as h:
         first = await h.submit()
         await h.wait_state(first, [DispatchState.SPEAKING], within=5)
         second = await h.submit()  # the only worker is FULL: LiveKit drops the job

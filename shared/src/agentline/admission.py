@@ -210,10 +210,34 @@ class Admission:
             pipe.ltrim(key, 0, 49)
             await pipe.execute()
 
+    async def mean_job_duration_ms(self, agent_name: str) -> float:
+        """Mean of the last 50 job durations (0 when there is no history)."""
+        raw = await self.redis.lrange(self.keys.job_durations(agent_name), 0, -1)
+        return sum(int(x) for x in raw) / len(raw) if raw else 0.0
+
+    @staticmethod
+    def estimate(mean_ms: float, position: int, capacity: int) -> int:
+        """Position × mean job duration ÷ capacity: the slots free up ``capacity`` at a time."""
+        if position <= 0 or mean_ms <= 0:
+            return 0
+        return int(position * mean_ms / max(1, capacity))
+
     async def estimated_wait_ms(self, agent_name: str, position: int, capacity: int) -> int:
         """Position × mean recent job duration ÷ capacity (0 when there is no history)."""
-        raw = await self.redis.lrange(self.keys.job_durations(agent_name), 0, -1)
-        if not raw or position <= 0:
+        if position <= 0:
             return 0
-        mean = sum(int(x) for x in raw) / len(raw)
-        return int(position * mean / max(1, capacity))
+        return self.estimate(await self.mean_job_duration_ms(agent_name), position, capacity)
+
+
+def status_sync(client: Any, keys: Keys, agent_name: str) -> AdmissionStatus:
+    """:meth:`Admission.status` on a synchronous client (metrics collectors at scrape time)."""
+    reply: Any = client.eval(
+        _STATUS,
+        3,
+        keys.agent_capacity(agent_name),
+        keys.slots_used(agent_name),
+        keys.waiting_queue(agent_name),
+        now_ms(),
+    )
+    capacity, used, waiting = (int(x) for x in reply)
+    return AdmissionStatus(capacity, used, waiting)

@@ -115,7 +115,7 @@ class Keys:
 
     @property
     def admission_agents(self) -> str:
-        """Set: agent names that have had waiting dispatches (for the queue pump)."""
+        """Set: agent names that have had workers or waiting dispatches (queue pump, metrics)."""
         return f"{self.prefix}:admission:agents"
 
     # API

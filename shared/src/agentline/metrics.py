@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agentline.admission import status_sync
 from agentline.keys import DISPATCHER_GROUP, Keys
 
 # 10 ms … 60 s: voice stages live between tens of milliseconds and tens of seconds.
@@ -70,6 +72,54 @@ class StreamBacklogCollector(Collector):
         except redis.RedisError:
             up.add_metric([], 0)
         yield from (lag, pending, dead, up)
+
+
+class AdmissionCollector(Collector):
+    """Capacity-aware admission per agent_name, read at scrape time: slots (live, not
+    draining capacity), slots used (reservations and running jobs), dispatches waiting."""
+
+    def __init__(self, redis_url: str, keys: Keys, prefix: str) -> None:
+        self.redis_url = redis_url
+        self.keys = keys
+        self.prefix = prefix
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["agent_name"]
+        slots = GaugeMetricFamily(
+            f"{self.prefix}admission_slots",
+            "Worker slots (capacity of live workers)",
+            labels=labels,
+        )
+        used = GaugeMetricFamily(
+            f"{self.prefix}admission_slots_used",
+            "Slots reserved or held by running jobs",
+            labels=labels,
+        )
+        waiting = GaugeMetricFamily(
+            f"{self.prefix}admission_waiting", "Dispatches waiting for a slot", labels=labels
+        )
+        try:
+            client = redis.Redis.from_url(
+                self.redis_url,
+                socket_timeout=1.0,
+                socket_connect_timeout=1.0,
+                decode_responses=True,
+            )
+            try:
+                names: Any = client.smembers(self.keys.admission_agents)
+                for name in sorted(str(n) for n in names):
+                    status = status_sync(client, self.keys, name)
+                    slots.add_metric([name], status.capacity)
+                    used.add_metric([name], status.used)
+                    waiting.add_metric([name], status.waiting)
+            finally:
+                client.close()
+        except redis.RedisError:
+            pass  # redis_up (the backlog collector) says so
+        yield from (slots, used, waiting)
 
 
 async def render_metrics(registry: CollectorRegistry) -> bytes:

@@ -15,7 +15,7 @@ from agentline.ids import now_ms
 from agentline.keys import Keys
 from agentline.schema import AgentNameSummary, WorkerInfo
 
-# KEYS: the agent_name's capacity hash; ARGV: worker id, "capacity:expiry:draining", channel,
+# KEYS: the agent_name's capacity hash, the set of agent names admission knows; ARGV: worker id, "capacity:expiry:draining", channel,
 # agent name. Publishes the agent name when the worker is new to the hash or its capacity or
 # draining flag changed (not on a mere refresh of the expiry).
 _CAPACITY_BEAT = """
@@ -23,6 +23,7 @@ local old = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local function shape(v) return string.gsub(v, ':%d+:', ':') end
 if (not old) or shape(old) ~= shape(ARGV[2]) then
+  redis.call('SADD', KEYS[2], ARGV[4])
   redis.call('PUBLISH', ARGV[3], ARGV[4])
   return 1
 end
@@ -47,7 +48,7 @@ class WorkerRegistry:
             # The admission script reads capacity per agent_name from this hash; a change is
             # published so that dispatchers admit waiting dispatches at once.
             await self._capacity_beat(
-                keys=[self.keys.agent_capacity(info.agent_name)],
+                keys=[self.keys.agent_capacity(info.agent_name), self.keys.admission_agents],
                 args=[
                     info.worker_id,
                     f"{info.capacity}:{at + self.ttl_ms}:{1 if info.draining else 0}",

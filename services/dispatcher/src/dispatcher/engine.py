@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 from redis.asyncio import Redis
 
+from agentline.admission import Admission
 from agentline.ids import now_ms
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState, FailureReason, is_terminal, reason_info
@@ -24,6 +25,7 @@ from agentline.schema import DispatchKind, DispatchMetadata, DispatchPath, Dispa
 from agentline.settings import DispatcherSettings
 from agentline.store import DispatchStore, TransitionResult
 from agentline.telemetry import extract_context, inject_context, tracer
+from dispatcher.admission_flow import Admitter
 from dispatcher.livekit_gateway import ErrorKind, LiveKitError, LiveKitGateway
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.overhead import io
@@ -72,6 +74,7 @@ class Context:
     deadlines: Deadlines
     leases: Leases
     rooms: RoomOwners
+    admission: Admission | None = None  # None: capacity-aware admission is off
 
     @property
     def lease_ms(self) -> int:
@@ -124,6 +127,7 @@ class Engine:
         # observed once both are true (bounded: entries of dispatches that never speak here
         # are dropped when the map is full).
         self.own_by_dispatch: dict[str, list[float]] = {}
+        self.admitter = Admitter(self, ctx.admission)
 
     def _own_entry(self, dispatch_id: str) -> list[float]:
         entry = self.own_by_dispatch.get(dispatch_id)
@@ -175,6 +179,7 @@ class Engine:
                 self.ctx.metrics.failures.labels(reason.value).inc()
             if is_terminal(target):
                 await io(self.ctx.rooms.release(record.room, record.id))
+            await self.admitter.after_move(record, target, result, at, reason)
             if target is DispatchState.FAILED:
                 # Every transition is in the dispatch's event stream; the log carries failures.
                 log.warning(

@@ -73,46 +73,26 @@ async def resume_requested(engine: Engine, record: DispatchRecord) -> None:
 
 
 async def first_attempt(engine: Engine, record: DispatchRecord) -> None:
-    """We hold the lease of a ``requested`` dispatch: registry check, then attempt 1."""
+    """We hold the lease of a ``requested`` (or ``waiting``) dispatch: registry check, a slot
+    (capacity-aware admission: or a place in the queue), then attempt 1."""
     ctx = engine.ctx
     try:
-        at = now_ms()
-        requested_at = record.timestamps.get("requested", at)
-        wait_s = max(0, at - requested_at) / 1000
-        ctx.metrics.stage_latency.labels("queue_wait", "none").observe(wait_s)
-        if not record.room or not record.agent_name:
-            detail = {"error": "room and agent_name must not be empty"}
-            await engine.fail(
-                record, FailureReason.LIVEKIT_REJECTED, "intake", detail, record.version
-            )
+        if record.state is DispatchState.REQUESTED and not await _checked(engine, record):
             return
-        settings = ctx.settings
-
-        async def keep_lease() -> bool:
-            return await ctx.leases.renew(record.id, ctx.lease_ms)
-
-        if not await wait_for_worker(
-            ctx.served,
-            record.agent_name,
-            settings.registry_policy,
-            settings.registry_wait_seconds,
-            keep_lease,
-        ):
-            names = ",".join(await ctx.served.names())
-            detail = {"agent_name": record.agent_name, "served_agent_names": names or "(none)"}
-            await engine.fail(
-                record, FailureReason.NO_WORKER_FOR_AGENT, "registry", detail, record.version
-            )
-            return
-        # Capacity-aware admission (issue 10) goes here, under the lease: reserve a slot of
-        # the agent_name atomically, or move requested → waiting and queue it.
-        # The version we read as `requested`: a replica that read it late must not move an
-        # already dispatched record back to dispatching.
+        if not await engine.admitter.admit(record):
+            return  # waiting for a slot (or failed no_capacity, or gone)
+        fields: dict[str, int] = {"attempts": 1}
+        if record.state is DispatchState.WAITING:
+            fields.update(queue_position=0, estimated_wait_ms=0)
+            # resumed by the scanner if this replica dies from here on
+            await io(ctx.deadlines.schedule(record.id, now_ms() + ctx.lease_ms))
+        # The version we read (requested or waiting): a replica that read it late must not
+        # move an already dispatched record back to dispatching.
         result = await engine.move(
             record,
             DispatchState.DISPATCHING,
             "intake",
-            fields={"attempts": 1},
+            fields=fields,
             expected_version=record.version,
         )
         if not result.applied:
@@ -123,6 +103,53 @@ async def first_attempt(engine: Engine, record: DispatchRecord) -> None:
         log.warning("lease lost while dispatching", dispatch_id=record.id)
     finally:
         await ctx.leases.release(record.id)  # a no-op once the attempt released it
+
+
+async def _checked(engine: Engine, record: DispatchRecord) -> bool:
+    """A new request: names present, and a live worker serves the agent_name (registry
+    policy). False: it failed."""
+    ctx = engine.ctx
+    at = now_ms()
+    requested_at = record.timestamps.get("requested", at)
+    ctx.metrics.stage_latency.labels("queue_wait", "none").observe(max(0, at - requested_at) / 1000)
+    if not record.room or not record.agent_name:
+        detail = {"error": "room and agent_name must not be empty"}
+        await engine.fail(record, FailureReason.LIVEKIT_REJECTED, "intake", detail, record.version)
+        return False
+    settings = ctx.settings
+
+    async def keep_lease() -> bool:
+        return await ctx.leases.renew(record.id, ctx.lease_ms)
+
+    if await wait_for_worker(
+        ctx.served,
+        record.agent_name,
+        settings.registry_policy,
+        settings.registry_wait_seconds,
+        keep_lease,
+    ):
+        return True
+    names = ",".join(await ctx.served.names())
+    detail = {"agent_name": record.agent_name, "served_agent_names": names or "(none)"}
+    await engine.fail(record, FailureReason.NO_WORKER_FOR_AGENT, "registry", detail, record.version)
+    return False
+
+
+async def start_waiting(engine: Engine, dispatch_id: str) -> None:
+    """A ``waiting`` dispatch: admitted in place of one that left (start it now), or due for
+    its periodic look (its place, the wait bound). Single owner through the lease."""
+    ctx = engine.ctx
+    if not await io(ctx.leases.acquire(dispatch_id, ctx.lease_ms)):
+        # Another holder: if it was queueing it, it looks once more before it lets go.
+        await io(ctx.deadlines.schedule(dispatch_id, now_ms() + 200))
+        return
+    record = await io(ctx.store.get(dispatch_id))  # read under the lease: current version
+    if record is None or record.state is not DispatchState.WAITING:
+        # requested: its intake owner or the resume deadline goes on with it; past waiting:
+        # nothing to do.
+        await io(ctx.leases.release(dispatch_id))
+        return
+    await first_attempt(engine, record)
 
 
 async def _take_room(engine: Engine, record: DispatchRecord) -> bool:

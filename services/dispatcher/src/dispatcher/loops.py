@@ -21,7 +21,7 @@ from agentline.logs import get_logger
 from agentline.schema import DispatchRequest, WorkerEvent
 from agentline.streams import StreamConsumer, StreamEntry
 from dispatcher.engine import Engine
-from dispatcher.intake import start_dispatch
+from dispatcher.intake import start_dispatch, start_waiting
 from dispatcher.overhead import step
 from dispatcher.signals import from_worker_event
 from dispatcher.tracking import Tracker
@@ -32,6 +32,9 @@ REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSErro
 BLOCK_MS = 500  # a blocked read ends this often, so that stopping is prompt
 SCAN_INTERVAL_SECONDS = 0.05
 READ_BATCH = 8
+# Fallback pump of every queue (reservations that expired unconfirmed, missed messages);
+# slots freed by our own transitions and capacity changes are acted on at once.
+PUMP_INTERVAL_SECONDS = 1.0
 
 
 class Health:
@@ -96,7 +99,9 @@ class Loops:
             claim_idle_ms=int(settings.claim_idle_seconds * 1000),
         )  # fmt: skip
         self.work: set[asyncio.Task[None]] = set()  # requests and timer visits (bounded)
+        self._aux: set[asyncio.Task[None]] = set()  # queue-position updates
         self._slot_freed = asyncio.Event()
+        engine.admitter.on_admitted = self._on_admitted
 
     @property
     def free(self) -> int:
@@ -276,6 +281,63 @@ class Loops:
                 self.health.failed(error)  # the claim expires and the visit comes again
                 return
         self.engine.account(dispatch_id, clock.own_seconds(), request=False, speaking=False)
+
+    # -- admission ---------------------------------------------------------------------------
+    def _on_admitted(self, agent_name: str, admitted: list[str], queue_moved: bool) -> None:
+        """Slots went to these queue heads: start them now (each through its lease), and tell
+        the ones still waiting their new places."""
+        for dispatch_id in admitted:
+            self._spawn(self._start_admitted(dispatch_id))
+        if queue_moved:
+            task = asyncio.ensure_future(self._publish_positions(agent_name))
+            self._aux.add(task)
+            task.add_done_callback(self._aux.discard)
+
+    async def _start_admitted(self, dispatch_id: str) -> None:
+        with step(self.ctx.metrics.own_overhead, "request") as clock:
+            try:
+                await start_waiting(self.engine, dispatch_id)
+            except asyncio.CancelledError:
+                await self._hand_back(dispatch_id)
+                raise
+            except REDIS_ERRORS as error:
+                self.health.failed(error)  # its waiting deadline brings it back
+                return
+        self.engine.account(dispatch_id, clock.own_seconds(), request=True, speaking=False)
+
+    async def _publish_positions(self, agent_name: str) -> None:
+        try:
+            await self.engine.admitter.publish_positions(agent_name)
+        except REDIS_ERRORS as error:
+            self.health.failed(error)
+
+    async def run_admission(self) -> None:
+        """Capacity changes (a worker joined, raised its capacity, stopped draining) admit queue
+        heads at once; every queue is also pumped each PUMP_INTERVAL_SECONDS."""
+        admitter = self.engine.admitter
+        if not admitter.enabled:
+            return
+
+        async def body(backoff: Backoff) -> None:
+            pubsub = self.ctx.redis.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(self.ctx.keys.capacity_changed)
+            try:
+                next_pump = 0.0
+                while not self.stopping.is_set():
+                    message = await pubsub.get_message(timeout=0.2)
+                    if message is not None and message.get("type") == "message":
+                        await admitter.pump(str(message["data"]))
+                    if time.monotonic() >= next_pump:
+                        assert admitter.admission is not None
+                        for agent_name in await admitter.admission.queued_agent_names():
+                            await admitter.pump(agent_name)
+                        next_pump = time.monotonic() + PUMP_INTERVAL_SECONDS
+                    self.health.ok()
+                    backoff.reset()
+            finally:
+                await pubsub.aclose()
+
+        await self._guarded("admission", body)
 
     # -- drain ------------------------------------------------------------------------------
     async def drain(self, seconds: float) -> None:

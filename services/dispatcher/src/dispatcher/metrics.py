@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 from agentline.keys import Keys
 from agentline.lifecycle import FailureReason
-from agentline.metrics import VOICE_BUCKETS, StreamBacklogCollector
+from agentline.metrics import VOICE_BUCKETS, AdmissionCollector, StreamBacklogCollector
 
 # The dispatcher's own work per step is sub-millisecond; voice buckets start at 10 ms.
 OWN_BUCKETS: tuple[float, ...] = (
@@ -102,7 +102,18 @@ class DispatcherMetrics:
             "1 when this replica can reach Redis and LiveKit is configured",
             registry=r,
         )
+        self.admission_wait = Histogram(
+            "dispatcher_admission_wait_seconds",
+            "Time dispatches spent waiting for a worker slot, by how the wait ended "
+            "(admitted, no_capacity, cancelled, or another failure reason)",
+            ["outcome"],
+            buckets=(*VOICE_BUCKETS, 90.0, 120.0, 180.0, 300.0),
+            registry=r,
+        )
         ProcessCollector(registry=r)
+
+    def add_admission_collector(self, redis_url: str, keys: Keys) -> None:
+        self.registry.register(AdmissionCollector(redis_url, keys, "dispatcher_"))
 
     def add_backlog_collector(self, redis_url: str, keys: Keys) -> None:
         self.registry.register(StreamBacklogCollector(redis_url, keys, "dispatcher_"))

@@ -12,6 +12,7 @@ from aiohttp import web
 from livekit import api
 from prometheus_client import CollectorRegistry
 
+from agentline.admission import Admission
 from agentline.keys import Keys
 from agentline.logs import get_logger
 from agentline.redis_conn import make_client
@@ -33,6 +34,11 @@ log = get_logger("dispatcher")
 def consumer_name(settings: DispatcherSettings) -> str:
     """The pod name (HOSTNAME) when set; else host + pid, unique per process."""
     return settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+def admission_on(settings: DispatcherSettings) -> bool:
+    """Admission counts slots from the registry: only when the registry is authoritative."""
+    return settings.admission_enabled and settings.registry_policy is not RegistryPolicy.ADVISE
 
 
 class DispatcherService:
@@ -67,6 +73,7 @@ class DispatcherService:
             deadlines=Deadlines(self.redis, self.keys),
             leases=Leases(self.redis, self.keys, self.consumer),
             rooms=RoomOwners(self.redis, self.keys),
+            admission=Admission(self.redis, self.keys) if admission_on(settings) else None,
         )
         self.engine = Engine(ctx)
         self.tracker = Tracker(self.engine)
@@ -83,6 +90,8 @@ class DispatcherService:
             self.metrics.registry,
         )
         self.metrics.add_backlog_collector(settings.redis_url, self.keys)
+        if ctx.admission is not None:
+            self.metrics.add_admission_collector(settings.redis_url, self.keys)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.port = settings.port
@@ -102,12 +111,26 @@ class DispatcherService:
             self.health.ok()
         if self.settings.registry_policy is RegistryPolicy.ADVISE:
             log.info("registry policy advise: dispatching without a registry check")
+        if self.settings.admission_enabled and not admission_on(self.settings):
+            log.warning(
+                "capacity-aware admission is OFF: registry policy advise means the worker "
+                "registry is not authoritative (workers that are not ours), so slots cannot "
+                "be counted; dispatches are never queued"
+            )
+        elif not self.settings.admission_enabled:
+            log.info("capacity-aware admission is off (DISPATCHER_ADMISSION_ENABLED=false)")
+        else:
+            log.info(
+                "capacity-aware admission on",
+                max_wait_seconds=self.settings.max_wait_seconds,
+            )
         loops = self.loops
         for coro in (
             loops.run_requests(),
             loops.run_worker_events(),
             loops.run_control(),
             loops.run_scanner(),
+            loops.run_admission(),
             self.webhook_stats.run(loops.stopping),
             self._watch_redis(),
             self._check_livekit(),

@@ -10,7 +10,7 @@ from agentline.lifecycle import PROGRESS, DispatchState, FailureReason, is_termi
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord
 from dispatcher.engine import Engine, LeaseLost, backoff_seconds, dispatch_span, is_our_agent
-from dispatcher.intake import resume_requested
+from dispatcher.intake import resume_requested, start_waiting
 from dispatcher.livekit_gateway import AgentParticipant, ErrorKind, LiveKitError
 from dispatcher.overhead import io
 from dispatcher.signals import Signal, SignalKind, Source
@@ -144,9 +144,12 @@ class Tracker:
     async def visit(self, dispatch_id: str) -> None:
         ctx = self.ctx
         record = await io(ctx.store.get(dispatch_id))
-        if record is None or record.is_terminal or record.state is DispatchState.WAITING:
-            # Nothing to watch (waiting: capacity-aware admission will own these).
+        if record is None or record.is_terminal:
             await io(ctx.deadlines.clear(dispatch_id))
+            return
+        if record.state is DispatchState.WAITING:
+            # Its periodic look: its place, the wait bound, or start it if it was admitted.
+            await start_waiting(self.engine, dispatch_id)
             return
         if record.state is DispatchState.REQUESTED:
             # Its stream entry was acked by a replica that died before dispatching it.
@@ -182,6 +185,8 @@ class Tracker:
         log.info("resuming dispatch", dispatch_id=record.id, attempt=record.attempts)
         await io(ctx.deadlines.schedule(record.id, now_ms() + ctx.lease_ms))
         try:
+            if not await self.engine.admitter.admit(record):  # keeps (extends) its slot
+                return
             attempt = max(record.attempts, 1)
             if attempt > 1 and not await self.prepare_room(record, attempt):
                 return
@@ -339,6 +344,11 @@ class Tracker:
         if not result.applied:
             return
         ctx.metrics.retries.labels(reason.value).inc()
+        record.state, record.version = DispatchState.DISPATCHING, result.version
+        # No worker accepted: keep the slot for the retry (extended), or, if it expired and
+        # was taken, wait at the head of the queue.
+        if not await self.engine.admitter.admit(record):
+            return
         await io(ctx.deadlines.schedule(record.id, now_ms() + ctx.lease_ms))
         await asyncio.sleep(backoff_seconds(ctx.settings.retry_backoff_seconds, attempt - 2))
         with dispatch_span(record, "dispatcher.redispatch"):
@@ -384,7 +394,18 @@ class Tracker:
         record = await io(ctx.store.get(dispatch_id))
         if record is None or record.state is not DispatchState.CANCELLED:
             return False
-        await self.engine.remove_from_livekit(record)
+        # Its slot (or its place in the queue) goes back first; waiting ones get new places.
+        waiting_at = record.timestamps.get(DispatchState.WAITING.value)
+        was_waiting = waiting_at is not None and not any(
+            record.timestamps.get(s.value, 0) > waiting_at for s in _BEFORE_JOIN
+        )
+        cancelled_at = record.timestamps.get(DispatchState.CANCELLED.value, now_ms())
+        await self.engine.admitter.left_pipeline(
+            record, DispatchState.CANCELLED, DispatchState.WAITING if was_waiting else None,
+            cancelled_at,
+        )  # fmt: skip
+        if DispatchState.DISPATCHING.value in record.timestamps:  # else nothing in LiveKit
+            await self.engine.remove_from_livekit(record)
         await io(ctx.deadlines.clear(dispatch_id))
         await io(ctx.rooms.release(record.room, dispatch_id))
         return True
