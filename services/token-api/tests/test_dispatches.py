@@ -123,7 +123,46 @@ async def test_agents_lists_live_workers_and_allowed_names(
         "active_jobs": 4,
         "load": 0.5,
         "draining_workers": 0,
+        "used": 0,
+        "waiting": 0,
     }
     assert agents["foreign-agent"]["allowed"] is False
     assert agents["foreign-agent"]["draining_workers"] == 1
     assert agents["concierge"]["workers"] == 0 and agents["concierge"]["allowed"] is True
+
+
+async def test_agents_show_slots_used_and_waiting(
+    client: Client, redis_client: Redis, keys: Keys
+) -> None:
+    from agentline.admission import Admission
+
+    registry = WorkerRegistry(redis_client, keys)
+    await registry.heartbeat(WorkerInfo("w1", "travel-assistant", capacity=1))
+    admission = Admission(redis_client, keys)
+    for dispatch_id in ("a", "b", "c"):
+        await admission.try_admit(dispatch_id, "travel-assistant")
+    response = await client.get("/v1/agents", headers=AUTH)
+    assert response.status_code == 200, response.text
+    agents = {a["agent_name"]: a for a in response.json()["agents"]}
+    ta = agents["travel-assistant"]
+    assert (ta["capacity"], ta["used"], ta["waiting"]) == (1, 1, 2)
+    assert (agents["concierge"]["used"], agents["concierge"]["waiting"]) == (0, 0)
+
+
+async def test_waiting_dispatch_shows_position_and_estimated_wait(
+    client: Client, redis_client: Redis, keys: Keys
+) -> None:
+    from agentline.lifecycle import DispatchState
+    from agentline.store import DispatchStore
+
+    created = await client.post("/v1/sessions", json={"room": "queued-room"}, headers=AUTH)
+    assert created.status_code == 201, created.text
+    dispatch_id = created.json()["dispatch"]["id"]
+    store = DispatchStore(redis_client, keys)
+    await store.transition(
+        dispatch_id, DispatchState.WAITING, fields={"queue_position": 3, "estimated_wait_ms": 1}
+    )
+    await store.queue_updates([(dispatch_id, 2, 45_000)])
+    body = (await client.get(f"/v1/dispatches/{dispatch_id}", headers=AUTH)).json()
+    assert body["state"] == "waiting"
+    assert (body["queue_position"], body["estimated_wait_ms"]) == (2, 45_000)

@@ -151,3 +151,35 @@ async def test_bad_last_event_id_is_400(live_url: str) -> None:
         )
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_queue_moves_arrive_as_queue_events(
+    live_url: str, redis_client: Redis, keys: Keys
+) -> None:
+    store = DispatchStore(redis_client, keys)
+
+    async def drive(dispatch_id: str) -> None:
+        await asyncio.sleep(0.05)
+        await store.transition(dispatch_id, DispatchState.WAITING)
+        for position in (2, 1):
+            await asyncio.sleep(0.05)
+            assert await store.queue_updates([(dispatch_id, position, position * 30_000)]) == 1
+        await _drive(store, dispatch_id, [DispatchState.DISPATCHING, DispatchState.CANCELLED])
+
+    async with httpx.AsyncClient(base_url=live_url, timeout=10) as http:
+        dispatch_id = await _new_session(http)
+        url = f"/v1/dispatches/{dispatch_id}/events"
+        async with http.stream("GET", url, headers=AUTH) as response:
+            driver = asyncio.create_task(drive(dispatch_id))
+            events, _ = await asyncio.wait_for(_read(response), 10)
+            await driver
+    seen = [(e.event, e.data["state"], e.data.get("detail", {}).get("position")) for e in events]  # type: ignore[union-attr]
+    assert seen == [
+        ("transition", "requested", None),
+        ("transition", "waiting", None),
+        ("queue", "waiting", "2"),
+        ("queue", "waiting", "1"),
+        ("transition", "dispatching", None),
+        ("transition", "cancelled", None),
+    ]
+    assert events[3].data["detail"] == {"position": "1", "estimated_wait_ms": "30000"}

@@ -149,10 +149,12 @@ class AgentInfo(msgspec.Struct):
     agent_name: str
     allowed: bool  # callers may request it
     workers: int
-    capacity: int
+    capacity: int  # slots: capacity of the live workers that are not draining
     active_jobs: int
     load: float
     draining_workers: int
+    used: int = 0  # slots reserved by dispatches or held by running jobs (admission)
+    waiting: int = 0  # dispatches waiting for a slot (admission queue)
 
 
 class AgentList(msgspec.Struct):

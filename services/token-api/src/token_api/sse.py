@@ -1,4 +1,5 @@
-"""Server-Sent Events for one dispatch: every transition as it is recorded.
+"""Server-Sent Events for one dispatch: every transition as it is recorded, and, while it
+waits for a worker slot, every change of its place in the queue.
 
 Each event's ``id:`` is its entry id in the dispatch's event stream, so a reconnecting
 EventSource resumes after ``Last-Event-ID``. Between events a comment line keeps proxies from
@@ -37,8 +38,10 @@ def checked_last_event_id(value: str | None) -> str:
 
 
 def _message(event: DispatchEvent) -> ServerSentEventMessage:
+    # "transition", or "queue" (a waiting dispatch's new place: detail position and
+    # estimated_wait_ms; the state stays waiting)
     data = msgspec.json.encode(msgspec.structs.replace(event, event_id="")).decode()
-    return ServerSentEventMessage(data=data, event="transition", id=event.event_id)
+    return ServerSentEventMessage(data=data, event=event.kind, id=event.event_id)
 
 
 async def dispatch_events(
