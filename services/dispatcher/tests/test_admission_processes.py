@@ -101,7 +101,7 @@ async def test_two_replicas_fifty_sessions_never_exceed_capacity(
 
         async def sample_slots() -> None:  # reservations held, all along the run
             while sampling:
-                held = await redis_client.hlen(keys.slots_used(AGENT))
+                held = await redis_client.zcard(keys.slots_used(AGENT))
                 if held > 10:
                     over.append(held)
                 await asyncio.sleep(0.005)
@@ -186,7 +186,7 @@ async def test_replica_killed_holding_reservations_queue_goes_on(
         assert [r.state for r in records] == [DispatchState.DISPATCHING] * 2 + [
             DispatchState.WAITING
         ] * 3
-        assert await redis_client.hlen(keys.slots_used(AGENT)) == 2
+        assert await redis_client.zcard(keys.slots_used(AGENT)) == 2
         first.process.send_signal(signal.SIGKILL)  # holding both reservations
         await first.process.wait()
         await emu.admin.clear_faults()
@@ -215,7 +215,7 @@ async def test_replica_killed_holding_reservations_queue_goes_on(
             )  # fmt: skip
             assert all(r.attempts == 1 for r in records[1:])
             assert await _dropped(emu) == []
-            assert await redis_client.hlen(keys.slots_used(AGENT)) == 2
+            assert await redis_client.zcard(keys.slots_used(AGENT)) == 2
             state = await emu.admin.state()
             assert max(state["max_agents_seen"].values()) <= 1
         finally:

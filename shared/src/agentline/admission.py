@@ -19,7 +19,7 @@ from agentline.ids import now_ms
 from agentline.keys import Keys
 
 # Shared prelude: live capacity (pruning expired workers) and live reservations (pruning
-# expired ones). KEYS[1] capacity hash, KEYS[2] slots hash, KEYS[3] queue; ARGV[1] now.
+# expired ones). KEYS[1] capacity hash, KEYS[2] reservations (sorted set by expiry), KEYS[3] queue; ARGV[1] now.
 _PRELUDE = """
 local now = tonumber(ARGV[1])
 local capacity = 0
@@ -32,21 +32,15 @@ for i = 1, #workers, 2 do
     capacity = capacity + tonumber(cap)
   end
 end
-local slots = redis.call('HGETALL', KEYS[2])
-local used = 0
-for i = 1, #slots, 2 do
-  if tonumber(slots[i + 1]) < now then
-    redis.call('HDEL', KEYS[2], slots[i])
-  else
-    used = used + 1
-  end
-end
+-- reservations: a sorted set by expiry, so pruning and counting stay O(log n)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+local used = redis.call('ZCARD', KEYS[2])
 local function admit_heads(hold_until)
   local admitted = {}
   while used < capacity do
     local head = redis.call('LPOP', KEYS[3])
     if not head then break end
-    redis.call('HSET', KEYS[2], head, hold_until)
+    redis.call('ZADD', KEYS[2], hold_until, head)
     used = used + 1
     admitted[#admitted + 1] = head
   end
@@ -61,9 +55,9 @@ _ADMIT = (
     _PRELUDE
     + """
 local id = ARGV[2]
-local held = redis.call('HGET', KEYS[2], id)
+local held = redis.call('ZSCORE', KEYS[2], id)
 if held then
-  if tonumber(held) < tonumber(ARGV[3]) then redis.call('HSET', KEYS[2], id, ARGV[3]) end
+  if tonumber(held) < tonumber(ARGV[3]) then redis.call('ZADD', KEYS[2], ARGV[3], id) end
   return {1, 0, capacity, used}
 end
 local position = redis.call('LPOS', KEYS[3], id)
@@ -71,13 +65,13 @@ if position then
   -- already queued: the queue head may take a free slot now
   if position == 0 and used < capacity then
     redis.call('LPOP', KEYS[3])
-    redis.call('HSET', KEYS[2], id, ARGV[3])
+    redis.call('ZADD', KEYS[2], ARGV[3], id)
     return {1, 0, capacity, used + 1}
   end
   return {0, position + 1, capacity, used}
 end
 if used < capacity and redis.call('LLEN', KEYS[3]) == 0 then
-  redis.call('HSET', KEYS[2], id, ARGV[3])
+  redis.call('ZADD', KEYS[2], ARGV[3], id)
   return {1, 0, capacity, used + 1}
 end
 redis.call('SADD', KEYS[4], ARGV[5])
@@ -95,7 +89,7 @@ _RELEASE_AND_PUMP = (
     _PRELUDE
     + """
 if ARGV[2] ~= '' then
-  if redis.call('HDEL', KEYS[2], ARGV[2]) == 1 then used = used - 1 end
+  if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then used = used - 1 end
   redis.call('LREM', KEYS[3], 0, ARGV[2])
 end
 return admit_heads(ARGV[3])
@@ -104,8 +98,8 @@ return admit_heads(ARGV[3])
 
 # ARGV: now, dispatch id, hold until. Extends a held reservation; 0 when it is not held.
 _CONFIRM = """
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 return 1
 """
 

@@ -96,7 +96,7 @@ class Keys:
         return f"{self.prefix}:queue:{agent_name}"
 
     def slots_used(self, agent_name: str) -> str:
-        """Hash: dispatch id → reservation expiry (ms) for this agent_name."""
+        """Sorted set: dispatch id → reservation expiry (ms) for this agent_name (slots used)."""
         return f"{self.prefix}:slots:{agent_name}"
 
     def agent_capacity(self, agent_name: str) -> str:
