@@ -19,7 +19,8 @@ from agentline.ids import now_ms
 from agentline.keys import Keys
 
 # Shared prelude: live capacity (pruning expired workers) and live reservations (pruning
-# expired ones). KEYS[1] capacity hash, KEYS[2] reservations (sorted set by expiry), KEYS[3] queue; ARGV[1] now.
+# expired ones). KEYS[1] capacity hash, KEYS[2] reservations (sorted set by expiry),
+# KEYS[3] queue; ARGV[1] now.
 _PRELUDE = """
 local now = tonumber(ARGV[1])
 local capacity = 0
