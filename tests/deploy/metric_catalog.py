@@ -45,6 +45,7 @@ def dispatcher_series() -> set[str]:
     metrics = DispatcherMetrics(CollectorRegistry())
     # An address nothing listens on: the scrape-time collector still names its families.
     metrics.add_backlog_collector("redis://127.0.0.1:9/0", Keys("catalog"))
+    metrics.add_admission_collector("redis://127.0.0.1:9/0", Keys("catalog"))
     return _registry_series(metrics.registry)
 
 

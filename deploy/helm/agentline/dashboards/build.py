@@ -291,6 +291,48 @@ def dispatcher() -> dict[str, Any]:
                 unit="s",
             ),
             Panel(
+                "Admission: slots, used and waiting per agent_name",
+                [
+                    Target(
+                        gauge("dispatcher_admission_slots", "max", "agent_name"),
+                        "slots {{agent_name}}",
+                    ),
+                    Target(
+                        gauge("dispatcher_admission_slots_used", "max", "agent_name"),
+                        "used {{agent_name}}",
+                    ),
+                    Target(
+                        gauge("dispatcher_admission_waiting", "max", "agent_name"),
+                        "waiting {{agent_name}}",
+                    ),
+                ],
+                description="Read from Redis at scrape time by every dispatcher replica (max).",
+            ),
+            Panel(
+                "Worker demand: (active + waiting) / capacity",
+                [
+                    Target(
+                        f"({gauge('dispatcher_admission_slots_used', 'max', 'agent_name')}"
+                        f" + {gauge('dispatcher_admission_waiting', 'max', 'agent_name')})"
+                        f" / {gauge('dispatcher_admission_slots', 'max', 'agent_name')}",
+                        "{{agent_name}}",
+                    )
+                ],
+                unit="percentunit",
+                description="Above 1: dispatches wait for a slot. The agent-worker autoscaler's "
+                "signal (docs/operations.md).",
+            ),
+            Panel(
+                "Admission wait p99 by outcome",
+                [
+                    Target(
+                        or_zero(quantiles("dispatcher_admission_wait_seconds", "outcome")[2].expr),
+                        "{{outcome}}",
+                    )
+                ],
+                unit="s",
+            ),
+            Panel(
                 "Redis reachable / replicas ready",
                 [
                     Target(gauge("dispatcher_redis_up", "min"), "redis up (min over replicas)"),
