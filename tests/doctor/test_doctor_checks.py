@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -15,7 +16,7 @@ from agentline.registry import InstanceHeartbeats, WorkerRegistry
 from agentline.schema import WorkerInfo
 from agentline.settings import CommonSettings
 from agentline.streams import StreamConsumer
-from agentline.webhook_stats import record_webhook
+from agentline.webhook_stats import read_webhook_stats, record_webhook
 
 
 def _settings(emu, **overrides) -> CommonSettings:
@@ -152,3 +153,38 @@ def test_cli_exit_code_is_nonzero_on_failure(argv, monkeypatch, capsys):
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{_closed_port()}/0")
     assert main(argv) == 1
     assert '"ok": false' in capsys.readouterr().out
+
+
+async def test_webhook_signature_mismatch_through_a_real_dispatcher(
+    livekit_emulator_factory, redis_client, redis_url, keys
+):
+    """LiveKit signs its webhooks with a key the dispatcher does not know: the dispatcher
+    refuses them, and the doctor names the mismatch."""
+    from livekit import api
+
+    from dispatcher.testing import dispatcher_env, start_dispatcher
+
+    port = _closed_port()
+    webhook_url = f"http://127.0.0.1:{port}/webhooks/livekit"
+    async with livekit_emulator_factory(webhook_urls=[webhook_url]) as emu:
+        env = dispatcher_env(
+            redis_url, keys, emu.ws_url, emu.api_key, emu.api_secret, port, "doctor-test",
+            webhook_api_key=emu.api_key, webhook_api_secret="not-the-signing-secret-" + "x" * 20,
+        )  # fmt: skip
+        dispatcher = await start_dispatcher(env, port, "doctor-test")
+        try:
+            await dispatcher.wait_ready()
+            async with api.LiveKitAPI(emu.http_url, emu.api_key, emu.api_secret) as lkapi:
+                await lkapi.room.create_room(api.CreateRoomRequest(name="doctor-room"))
+            for _ in range(100):  # the dispatcher writes its webhook counts once a second
+                if (await read_webhook_stats(redis_client, keys)).bad_count:
+                    break
+                await asyncio.sleep(0.1)
+            checks = await check_webhooks(redis_client, keys)
+        finally:
+            dispatcher.process.terminate()
+            await dispatcher.process.wait()
+    check = checks[0]
+    assert not check.ok, check
+    assert check.name == "webhook signatures"
+    assert "DISPATCHER_WEBHOOK_API_KEY" in check.fix
