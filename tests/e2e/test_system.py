@@ -73,10 +73,13 @@ class RunningSystem:
         return "".join(self.log[-lines:])
 
 
-async def _start_system(ns: NetNamespace, env_overrides: dict[str, str]) -> RunningSystem:
+async def _start_system(
+    ns: NetNamespace, env_overrides: dict[str, str], with_worker: bool = True
+) -> RunningSystem:
     env = namespace_env(ns.name, ns.server_ip, **env_overrides)
+    argv = [sys.executable, "-m", "agentline.devrun", "--netns", "off"]
     process = await ns.spawn(
-        [sys.executable, "-m", "agentline.devrun", "--netns", "off"],
+        argv if with_worker else [*argv, "--no-worker"],
         env=env,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -114,6 +117,18 @@ async def system(netns: NetNamespace) -> AsyncIterator[RunningSystem]:
 @pytest_asyncio.fixture
 async def misnamed_system(netns: NetNamespace) -> AsyncIterator[RunningSystem]:
     running = await _start_system(netns, {"AGENT_WORKER_AGENT_NAME": "support-bot"})
+    try:
+        yield running
+    finally:
+        await _stop_system(running)
+
+
+@pytest_asyncio.fixture
+async def silent_agent_system(netns: NetNamespace) -> AsyncIterator[RunningSystem]:
+    """No real worker: a simulated one (not ours, so the registry only advises) whose agent
+    joins rooms but never publishes audio."""
+    overrides = {"DISPATCHER_REGISTRY_POLICY": "advise", "DISPATCHER_AUDIO_TIMEOUT_SECONDS": "3"}
+    running = await _start_system(netns, overrides, with_worker=False)
     try:
         yield running
     finally:
@@ -180,6 +195,44 @@ async def test_worker_with_another_agent_name_is_diagnosed(misnamed_system: Runn
     assert code == 1
     mismatch = report["agent_name 'travel-assistant' served"]
     assert not mismatch["ok"] and "'support-bot'" in mismatch["evidence"]
+
+
+@pytest.mark.timeout(240)
+async def test_doctor_probe_names_an_agent_that_never_speaks(
+    silent_agent_system: RunningSystem,
+) -> None:
+    system = silent_agent_system
+    emulator = f"http://{system.ns.server_ip}:7880"
+    add_worker = (
+        "import asyncio, sys\n"
+        "from livekit_emulator.admin_client import EmulatorAdmin\n"
+        "async def main():\n"
+        "    for _ in range(300):\n"
+        "        try:\n"
+        "            async with EmulatorAdmin(sys.argv[1]) as admin:\n"
+        "                return await admin.add_simulated_worker("
+        "'travel-assistant', 4, publish_audio=False)\n"
+        "        except Exception:\n"
+        "            await asyncio.sleep(0.2)\n"
+        "print(asyncio.run(main()))\n"
+    )
+    code, out, err = await system.run(sys.executable, "-c", add_worker, emulator)
+    assert code == 0 and out.startswith("AW_"), err
+    ready, _, err = await system.run(
+        sys.executable, "-c",
+        "import asyncio; from agentline.demo import wait_ready; "
+        "raise SystemExit(0 if asyncio.run(wait_ready('http://127.0.0.1:8080', "
+        "'dev-api-key', 90, require_worker=False)) else 1)",
+    )  # fmt: skip
+    assert ready == 0, err
+
+    code, out, err = await system.doctor("--timeout", "40")
+    report = {c["name"]: c for c in json.loads(out)["checks"]}
+    probe = report["live session reaches speaking"]
+    assert code == 1
+    assert not probe["ok"], probe
+    assert "joined" in probe["evidence"] and "no_audio" in probe["evidence"], probe
+    assert "model connection" in probe["fix"], probe
 
 
 def _sample(text: str, name: str, **labels: str) -> float:
