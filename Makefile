@@ -33,8 +33,9 @@ demo: sync ## One session as a frontend would do it, against `make dev`
 .PHONY: doctor
 doctor: sync ## Check every cause of "the agent never joins" against `make dev`
 	@if [ -e /var/run/netns/agentline-dev ]; then \
-		ip netns exec agentline-dev $(UV) run --no-sync agentline doctor; \
-	else $(UV) run --no-sync agentline doctor; fi
+		ip netns exec agentline-dev env LIVEKIT_URL=$${LIVEKIT_URL:-ws://10.203.250.1:7880} \
+			$(UV) run --no-sync agentline doctor $(DOCTOR_ARGS); \
+	else $(UV) run --no-sync agentline doctor $(DOCTOR_ARGS); fi
 
 .PHONY: test
 test: sync ## Run the whole test suite (real Redis; embedded one when none answers)
