@@ -109,3 +109,16 @@ async def test_held_reservation_is_extended_and_front_queueing(redis_client, key
     assert not lost.admitted and lost.position == 1
     assert await admission.waiting_ids(AGENT) == ["c", "b"]
     assert await admission.queued_agent_names() == [AGENT]
+
+
+async def test_release_by_shortens_a_hold_to_a_grace(redis_client, keys):
+    await _workers(redis_client, keys, 1)
+    admission = Admission(redis_client, keys)
+    await admission.try_admit("a", AGENT)
+    assert await admission.confirm("a", AGENT)  # held for hours
+    await admission.try_admit("b", AGENT)
+    assert await admission.release_by("a", AGENT, 100)
+    assert await admission.pump(AGENT) == []  # still within the grace
+    await asyncio.sleep(0.15)
+    assert await admission.pump(AGENT) == ["b"]
+    assert not await admission.release_by("gone", AGENT, 100)

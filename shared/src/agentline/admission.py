@@ -104,6 +104,14 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 return 1
 """
 
+# ARGV: now, dispatch id, release by (ms). Shortens a held reservation to expire by then.
+_RELEASE_BY = """
+local held = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not held then return 0 end
+if tonumber(held) > tonumber(ARGV[3]) then redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2]) end
+return 1
+"""
+
 _STATUS = _PRELUDE + "\nreturn {capacity, used, redis.call('LLEN', KEYS[3])}"
 
 
@@ -137,6 +145,7 @@ class Admission:
         self._admit = redis.register_script(_ADMIT)
         self._release = redis.register_script(_RELEASE_AND_PUMP)
         self._confirm = redis.register_script(_CONFIRM)
+        self._release_by = redis.register_script(_RELEASE_BY)
         self._status = redis.register_script(_STATUS)
 
     def _keys(self, agent_name: str) -> list[str]:
@@ -164,6 +173,15 @@ class Admission:
         reply = await self._confirm(
             keys=[self.keys.slots_used(agent_name)],
             args=[now_ms(), dispatch_id, now_ms() + self.job_hold_ms],
+        )
+        return int(reply) == 1
+
+    async def release_by(self, dispatch_id: str, agent_name: str, grace_ms: int) -> bool:
+        """The job is over for LiveKit but its worker has not said so yet: the slot goes back
+        when the worker reports the end (``release``) or, at the latest, in ``grace_ms``."""
+        at = now_ms()
+        reply = await self._release_by(
+            keys=[self.keys.slots_used(agent_name)], args=[at, dispatch_id, at + grace_ms]
         )
         return int(reply) == 1
 

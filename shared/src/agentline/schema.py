@@ -71,6 +71,9 @@ class DispatchRecord(msgspec.Struct, omit_defaults=True):
     job_id: str = ""
     queue_position: int = 0
     estimated_wait_ms: int = 0
+    # The worker that took the job reports its events (our agent-worker): its slot is given
+    # back when it says the job is over, not when LiveKit says the agent left.
+    worker_reports: bool = False
     trace: dict[str, str] = {}
 
     @classmethod

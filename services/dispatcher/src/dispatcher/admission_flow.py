@@ -32,8 +32,14 @@ log = get_logger("dispatcher.admission")
 WAITING_CHECK_MS = 5_000
 # A worker that accepted holds its slot until the job ends (bounded, in case the end is lost).
 JOB_HOLD_MS = 6 * 3600 * 1000
+# LiveKit said the job is over (the agent left, the room closed) before the worker did: the
+# worker may still count the job for a moment (it would refuse the next one for capacity), so
+# its slot goes back when it reports the end, or after this grace if it never does (a real
+# livekit-agents job was measured taking up to ~15 s to end after its room was closed).
+WORKER_END_GRACE_MS = 30_000
 _CONFIRMING = (DispatchState.DISPATCHING, DispatchState.DISPATCHED)
 _ACCEPTED = (DispatchState.ASSIGNED, DispatchState.JOINED, DispatchState.SPEAKING)
+_AFTER_WAITING = (DispatchState.DISPATCHING, *_CONFIRMING[1:], *_ACCEPTED)
 
 # (agent_name, admitted dispatch ids, whether the queue moved) → start them, publish places.
 AdmittedHook = Callable[[str, list[str], bool], None]
@@ -136,13 +142,14 @@ class Admitter:
         result: TransitionResult,
         at: int,
         reason: FailureReason | None,
+        source: str = "",
     ) -> None:
         """Called by ``Engine.move`` for every applied transition."""
         admission = self.admission
         if admission is None:
             return
         if is_terminal(target):
-            await self.left_pipeline(record, target, result.previous, at, reason)
+            await self.left_pipeline(record, target, result.previous, at, reason, source)
         elif target in _ACCEPTED and result.previous in _CONFIRMING:
             await io(admission.confirm(record.id, record.agent_name))
         elif target is DispatchState.DISPATCHING and result.previous is DispatchState.WAITING:
@@ -155,14 +162,19 @@ class Admitter:
         previous: DispatchState | None,
         at: int,
         reason: FailureReason | None = None,
+        source: str = "",
     ) -> None:
         """A dispatch ended (any terminal state, whoever moved it): its slot or its place goes
-        back, and whatever that admits starts now."""
+        back, and whatever that admits starts now. A job of a worker that reports its events
+        keeps its slot until that worker says the job is over (``worker_job_over``)."""
         admission = self.admission
         if admission is None:
             return
         was_waiting = previous is DispatchState.WAITING
-        await self.release(record.id, record.agent_name, queue_moved=was_waiting)
+        if record.worker_reports and source != "worker" and not was_waiting:
+            await io(admission.release_by(record.id, record.agent_name, WORKER_END_GRACE_MS))
+        else:
+            await self.release(record.id, record.agent_name, queue_moved=was_waiting)
         if was_waiting:
             self._observe_wait(record, reason.value if reason else target.value, at)
         if target is DispatchState.ENDED:
@@ -170,6 +182,26 @@ class Admitter:
             started = next((record.timestamps[s] for s in stages if s in record.timestamps), None)
             if started is not None:
                 await io(admission.record_job_duration(record.agent_name, max(0, at - started)))
+
+    async def cancelled(self, record: DispatchRecord) -> None:
+        """token-api cancelled it (not through ``Engine.move``): give back its slot, or take it
+        out of the queue and tell the others their new places."""
+        waiting_at = record.timestamps.get(DispatchState.WAITING.value)
+        was_waiting = waiting_at is not None and not any(
+            record.timestamps.get(s.value, 0) > waiting_at for s in _AFTER_WAITING
+        )
+        await self.left_pipeline(
+            record,
+            DispatchState.CANCELLED,
+            DispatchState.WAITING if was_waiting else None,
+            record.timestamps.get(DispatchState.CANCELLED.value, now_ms()),
+        )
+
+    async def worker_job_over(self, record: DispatchRecord) -> None:
+        """Our worker reported the end of a job whose dispatch is already terminal (LiveKit's
+        signal came first): now its slot goes back."""
+        if self.admission is not None:
+            await self.release(record.id, record.agent_name)
 
     def _observe_wait(self, record: DispatchRecord, outcome: str, at: int) -> None:
         since = record.timestamps.get(DispatchState.WAITING.value)

@@ -179,7 +179,7 @@ class Engine:
                 self.ctx.metrics.failures.labels(reason.value).inc()
             if is_terminal(target):
                 await io(self.ctx.rooms.release(record.room, record.id))
-            await self.admitter.after_move(record, target, result, at, reason)
+            await self.admitter.after_move(record, target, result, at, reason, source)
             if target is DispatchState.FAILED:
                 # Every transition is in the dispatch's event stream; the log carries failures.
                 log.warning(

@@ -67,8 +67,19 @@ class Tracker:
         if record is None and dispatch_id:
             record = await io(ctx.store.get(dispatch_id))
         moved = None
+        worker_end = signal.source is Source.WORKER and signal.kind in (
+            SignalKind.JOB_ENDED,
+            SignalKind.JOB_FAILED,
+        )
         if record is not None and not record.is_terminal:
             moved = await self._apply_to(record, signal)
+            if moved is None and worker_end and dispatch_id:
+                # A LiveKit signal ended it while we applied this: the slot waits for us.
+                record = await io(ctx.store.get(dispatch_id))
+                if record is not None and record.is_terminal:
+                    await self.engine.admitter.worker_job_over(record)
+        elif record is not None and worker_end:
+            await self.engine.admitter.worker_job_over(record)  # its slot is free now
         ctx.metrics.signals.labels(signal.source.value, "yes" if moved else "no").inc()
         return dispatch_id or "", moved
 
@@ -91,6 +102,8 @@ class Tracker:
         fields: dict[str, str] = {}
         if kind is SignalKind.ASSIGNED:
             fields = {"job_id": signal.job_id, "worker_id": signal.worker_id}
+        if signal.source is Source.WORKER and not record.worker_reports:
+            fields["worker_reports"] = "1"  # its end will come as a worker event too
         if kind in (SignalKind.JOINED, SignalKind.SPEAKING) and signal.agent_identity:
             if signal.agent_name and not is_our_agent(signal.agent_name, record):
                 return None
@@ -394,16 +407,7 @@ class Tracker:
         record = await io(ctx.store.get(dispatch_id))
         if record is None or record.state is not DispatchState.CANCELLED:
             return False
-        # Its slot (or its place in the queue) goes back first; waiting ones get new places.
-        waiting_at = record.timestamps.get(DispatchState.WAITING.value)
-        was_waiting = waiting_at is not None and not any(
-            record.timestamps.get(s.value, 0) > waiting_at for s in _BEFORE_JOIN
-        )
-        cancelled_at = record.timestamps.get(DispatchState.CANCELLED.value, now_ms())
-        await self.engine.admitter.left_pipeline(
-            record, DispatchState.CANCELLED, DispatchState.WAITING if was_waiting else None,
-            cancelled_at,
-        )  # fmt: skip
+        await self.engine.admitter.cancelled(record)  # its slot or its place goes back first
         if DispatchState.DISPATCHING.value in record.timestamps:  # else nothing in LiveKit
             await self.engine.remove_from_livekit(record)
         await io(ctx.deadlines.clear(dispatch_id))
