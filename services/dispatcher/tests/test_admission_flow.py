@@ -131,6 +131,25 @@ async def test_cancel_while_waiting_leaves_the_queue(
         assert "dispatching" not in record.timestamps  # never reached LiveKit
 
 
+async def test_cancelled_before_any_dispatcher_saw_it_passes_its_slot_on(
+    redis_client: Redis, redis_url: str, keys: Keys
+) -> None:
+    async with harness(redis_client, redis_url, keys, workers=((AGENT, 1),)) as h:
+        busy = await h.submit()
+        busy_record = await h.wait_state(busy, [DispatchState.SPEAKING])
+        gone, kept = await h.submit(), None
+        await h.wait_state(gone, [DispatchState.WAITING])
+        kept = await h.submit()
+        await h.wait_state(kept, [DispatchState.WAITING])
+        # cancelled in the store only: its control message is not (yet) handled
+        assert (await h.store.transition(gone, DispatchState.CANCELLED)).applied
+        _end_session(h, busy_record.room)  # the slot goes to `gone`, which passes it on
+        # at once: not when `gone`'s unconfirmed reservation expires (7 s with these settings)
+        record = await h.wait_state(kept, [DispatchState.SPEAKING], within=3)
+        assert record.attempts == 1
+        assert await redis_client.zscore(keys.slots_used(AGENT), gone) is None
+
+
 async def test_capacity_raised_admits_the_queue_head(
     redis_client: Redis, redis_url: str, keys: Keys
 ) -> None:

@@ -210,7 +210,8 @@ class Admitter:
         self.ctx.metrics.admission_wait.labels(outcome).observe(max(0, at - since) / 1000)
 
     async def release(self, dispatch_id: str, agent_name: str, queue_moved: bool = False) -> None:
-        assert self.admission is not None
+        if self.admission is None:
+            return
         admitted = await io(self.admission.release(dispatch_id, agent_name))
         if admitted or queue_moved:
             self.on_admitted(agent_name, admitted, True)

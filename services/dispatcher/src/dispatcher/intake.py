@@ -144,6 +144,12 @@ async def start_waiting(engine: Engine, dispatch_id: str) -> None:
         await io(ctx.deadlines.schedule(dispatch_id, now_ms() + 200))
         return
     record = await io(ctx.store.get(dispatch_id))  # read under the lease: current version
+    if record is not None and record.is_terminal:
+        # Cancelled (or failed) before a dispatcher took it out of the queue: the slot it
+        # was just given goes to the next one.
+        await io(ctx.leases.release(dispatch_id))
+        await engine.admitter.release(dispatch_id, record.agent_name, queue_moved=True)
+        return
     if record is None or record.state is not DispatchState.WAITING:
         # requested: its intake owner or the resume deadline goes on with it; past waiting:
         # nothing to do.
