@@ -127,7 +127,7 @@ REASONS: dict[FailureReason, ReasonInfo] = {
     ),
     FailureReason.NO_CAPACITY: ReasonInfo(
         "Every worker for this agent_name stayed full for longer than allowed.",
-        "Scale the agent-worker deployment; watch dispatcher_waiting_dispatches and "
+        "Scale the agent-worker deployment; watch dispatcher_admission_waiting and "
         "(active + waiting) / capacity.",
     ),
     FailureReason.JOIN_TIMEOUT: ReasonInfo(
