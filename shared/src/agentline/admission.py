@@ -205,8 +205,10 @@ class Admission:
         index: Any = await self.redis.lpos(self.keys.waiting_queue(agent_name), dispatch_id)
         return 0 if index is None else int(index) + 1
 
-    async def waiting_ids(self, agent_name: str) -> list[str]:
-        return [str(x) for x in await self.redis.lrange(self.keys.waiting_queue(agent_name), 0, -1)]
+    async def waiting_ids(self, agent_name: str, limit: int = 0) -> list[str]:
+        """The queue in order (its first ``limit`` when given)."""
+        key = self.keys.waiting_queue(agent_name)
+        return [str(x) for x in await self.redis.lrange(key, 0, limit - 1 if limit else -1)]
 
     async def status(self, agent_name: str) -> AdmissionStatus:
         reply: Any = await self._status(keys=self._keys(agent_name), args=[now_ms()])

@@ -38,6 +38,9 @@ JOB_HOLD_MS = 6 * 3600 * 1000
 # livekit-agents job was measured taking up to ~15 s to end after its room was closed).
 WORKER_END_GRACE_MS = 30_000
 _CONFIRMING = (DispatchState.DISPATCHING, DispatchState.DISPATCHED)
+# Places rewritten when the queue moves: the first ones (those about to be admitted, whose
+# callers watch the count down); the rest get theirs at their periodic look.
+PUBLISHED_PLACES = 100
 _ACCEPTED = (DispatchState.ASSIGNED, DispatchState.JOINED, DispatchState.SPEAKING)
 _AFTER_WAITING = (DispatchState.DISPATCHING, *_CONFIRMING[1:], *_ACCEPTED)
 
@@ -243,7 +246,7 @@ class Admitter:
     async def _publish_once(self, agent_name: str) -> None:
         admission = self.admission
         assert admission is not None
-        ids = await io(admission.waiting_ids(agent_name))
+        ids = await io(admission.waiting_ids(agent_name, PUBLISHED_PLACES))
         if not ids:
             return
         status = await io(admission.status(agent_name))
