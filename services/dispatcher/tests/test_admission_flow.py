@@ -178,3 +178,25 @@ async def test_admission_off_under_registry_policy_advise(
         record = await h.wait_terminal(second, within=10)
         assert "waiting" not in record.timestamps
         assert record.reason is FailureReason.RETRIES_EXHAUSTED
+
+
+async def test_retry_that_lost_its_slot_waits_at_the_head_with_nothing_in_livekit(
+    redis_client: Redis, redis_url: str, keys: Keys
+) -> None:
+    async with harness(redis_client, redis_url, keys, workers=((AGENT, 1),)) as h:
+        await h.emu.admin.workers_ignore_availability(AGENT)  # no job is ever accepted
+        first = await h.submit()
+        record = await h.wait_state(first, [DispatchState.DISPATCHED])
+        second = await h.submit()
+        await h.wait_state(second, [DispatchState.WAITING])
+        # first's reservation expires (as when its retry comes too late) and second takes it
+        await redis_client.zrem(keys.slots_used(AGENT), first)
+        await h.dispatcher.engine.admitter.pump(AGENT)
+        await h.wait_state(second, [DispatchState.DISPATCHED])
+        # first's assign timeout: its retry finds no slot, so it waits, first in line
+        waiting = await h.wait_state(first, [DispatchState.WAITING])
+        assert waiting.queue_position == 1
+        assert await redis_client.lrange(keys.waiting_queue(AGENT), 0, -1) == [first]
+        state = await h.emu.admin.state()
+        room = next(r for r in state["rooms"] if r["name"] == record.room)
+        assert room["dispatches"] == []  # its LiveKit dispatch was deleted

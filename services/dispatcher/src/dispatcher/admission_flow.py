@@ -94,6 +94,10 @@ class Admitter:
         estimate = await io(
             admission.estimated_wait_ms(record.agent_name, result.position, result.capacity)
         )
+        if front:
+            # Its reservation expired and was taken (a retry or a resume came late): nothing
+            # of this attempt may stay in LiveKit while it waits (re-admitted, it starts over).
+            await self.engine.remove_from_livekit(record)
         if record.state is not DispatchState.WAITING:
             moved = await self.engine.move(
                 record,
