@@ -3,16 +3,15 @@ cancel. Any replica can apply any of these to any dispatch: all state is in Redi
 
 from __future__ import annotations
 
-import asyncio
-
 from agentline.ids import now_ms
 from agentline.lifecycle import PROGRESS, DispatchState, FailureReason, is_terminal
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord
-from dispatcher.engine import Engine, LeaseLost, backoff_seconds, dispatch_span, is_our_agent
+from dispatcher.engine import Engine, LeaseLost, dispatch_span, is_our_agent
 from dispatcher.intake import resume_requested, start_waiting
 from dispatcher.livekit_gateway import AgentParticipant, ErrorKind, LiveKitError
 from dispatcher.overhead import io
+from dispatcher.retries import StageRetries
 from dispatcher.signals import Signal, SignalKind, Source
 
 log = get_logger("dispatcher.tracking")
@@ -27,7 +26,6 @@ _TRACKED = (DispatchState.DISPATCHED, DispatchState.ASSIGNED, DispatchState.JOIN
 _BEFORE_JOIN = (DispatchState.DISPATCHING, DispatchState.DISPATCHED, DispatchState.ASSIGNED)
 # A speaking dispatch is only checked now and then (its end normally comes as a signal).
 SPEAKING_POLL_MS = 30_000
-REMOVE_AGENT_TRIES = 3
 ROOM_CACHE_MAX = 100_000
 
 
@@ -40,6 +38,7 @@ class Tracker:
         self.engine = engine
         self.ctx = engine.ctx
         self._room_cache: dict[str, str] = {}
+        self.retries = StageRetries(engine, self._apply_presence, self.room_or_agent_gone)
 
     def remember_room(self, room: str, dispatch_id: str) -> None:
         if len(self._room_cache) >= ROOM_CACHE_MAX:
@@ -94,7 +93,7 @@ class Tracker:
             return await self._moved(record, DispatchState.ENDED, signal.source.value)
         if kind in (SignalKind.JOB_ENDED, SignalKind.JOB_FAILED):
             if state in (DispatchState.DISPATCHED, DispatchState.ASSIGNED):
-                await self.stage_failed(record, f"worker reported: {signal.detail}")
+                await self.retries.stage_failed(record, f"worker reported: {signal.detail}")
             return None
         target = _TARGET.get(kind)
         if target is None:
@@ -183,7 +182,7 @@ class Tracker:
             ctx.stage_timeout_ms(record.state) or 0
         )
         if now >= stage_deadline:
-            await self.stage_failed(record, "")
+            await self.retries.stage_failed(record, "")
             return
         await self.poll(record)
         await io(ctx.deadlines.schedule(dispatch_id, min(now + ctx.poll_ms, stage_deadline)))
@@ -201,7 +200,7 @@ class Tracker:
             if not await self.engine.admitter.admit(record):  # keeps (extends) its slot
                 return
             attempt = max(record.attempts, 1)
-            if attempt > 1 and not await self.prepare_room(record, attempt):
+            if attempt > 1 and not await self.retries.prepare_room(record, attempt):
                 return
             with dispatch_span(record, "dispatcher.resume"):
                 await self.engine.attempt(record, attempt, look_first=True)
@@ -280,125 +279,6 @@ class Tracker:
         if not any(a.identity == record.agent_identity for a in agents):
             await self.room_or_agent_gone(record, Source.POLL.value)
 
-    # -- stage timeouts and retries -------------------------------------------------------------
-    async def stage_failed(self, record: DispatchRecord, why: str) -> None:
-        """The current stage timed out (or the worker said it failed): look once more, then
-        retry (not_assigned, join_timeout) or fail (no_audio, no_worker_for_agent)."""
-        ctx = self.ctx
-        if not await io(ctx.leases.acquire(record.id, ctx.lease_ms)):
-            await io(ctx.deadlines.schedule(record.id, now_ms() + 500))
-            return
-        try:
-            await self._stage_failed_locked(record, why)
-        except LeaseLost:
-            return
-        finally:
-            await io(ctx.leases.release(record.id))
-
-    async def _stage_failed_locked(self, record: DispatchRecord, why: str) -> None:
-        ctx, engine = self.ctx, self.engine
-        try:
-            agents = await engine.call(record.id, lambda: ctx.gateway.agents_in_room(record.room))
-        except LiveKitError as error:
-            if error.kind is ErrorKind.ROOM_GONE:
-                await self.room_or_agent_gone(record, "timer")
-            else:
-                await engine.fail(record, _reason(error), "timer", _error_detail(error))
-            return
-        ours = [a for a in agents if is_our_agent(a.agent_name, record)]
-        if record.state is DispatchState.JOINED:
-            mine = [
-                a for a in ours if a.identity == record.agent_identity or not record.agent_identity
-            ]
-            if any(a.has_audio for a in mine):
-                await self._apply_presence(record, mine)
-            else:
-                await engine.fail(record, FailureReason.NO_AUDIO, "timer", _why(why))
-            return
-        if ours:  # it did join and we missed the signal
-            await self._apply_presence(record, ours)
-            return
-        reason = (
-            FailureReason.NOT_ASSIGNED
-            if record.state is DispatchState.DISPATCHED
-            else FailureReason.JOIN_TIMEOUT
-        )
-        if reason is FailureReason.NOT_ASSIGNED and not await ctx.served.serves(record.agent_name):
-            names = ",".join(await ctx.served.names())
-            detail = {"agent_name": record.agent_name, "served_agent_names": names or "(none)"}
-            if await self._failed(record, FailureReason.NO_WORKER_FOR_AGENT, detail):
-                await engine.remove_from_livekit(record)
-            return
-        attempts = max(record.attempts, 1)
-        if attempts >= ctx.settings.max_attempts:
-            final = reason if ctx.settings.max_attempts == 1 else FailureReason.RETRIES_EXHAUSTED
-            detail = {"last_failure": reason.value, "attempts": str(attempts), **_why(why)}
-            if await self._failed(record, final, detail):
-                await engine.remove_from_livekit(record)
-            return
-        await self.redispatch(record, reason, attempts + 1)
-
-    async def _failed(
-        self, record: DispatchRecord, reason: FailureReason, detail: dict[str, str]
-    ) -> bool:
-        result = await self.engine.fail(record, reason, "timer", detail, record.version)
-        return result.applied
-
-    async def redispatch(self, record: DispatchRecord, reason: FailureReason, attempt: int) -> None:
-        ctx = self.ctx
-        result = await self.engine.move(
-            record,
-            DispatchState.DISPATCHING,
-            "timer",
-            fields={"attempts": attempt, "error_detail": f"attempt {attempt - 1}: {reason.value}"},
-            detail={"retry_after": reason.value, "attempt": str(attempt)},
-            expected_version=record.version,
-        )
-        if not result.applied:
-            return
-        ctx.metrics.retries.labels(reason.value).inc()
-        record.state, record.version = DispatchState.DISPATCHING, result.version
-        # No worker accepted: keep the slot for the retry (extended), or, if it expired and
-        # was taken, wait at the head of the queue.
-        if not await self.engine.admitter.admit(record):
-            return
-        await io(ctx.deadlines.schedule(record.id, now_ms() + ctx.lease_ms))
-        await asyncio.sleep(backoff_seconds(ctx.settings.retry_backoff_seconds, attempt - 2))
-        with dispatch_span(record, "dispatcher.redispatch"):
-            if await self.prepare_room(record, attempt):
-                await self.engine.attempt(record, attempt, look_first=False)
-
-    async def prepare_room(self, record: DispatchRecord, attempt: int) -> bool:
-        """Before a re-dispatch: delete the old LiveKit dispatch, and make sure (ListParticipants)
-        that no agent of ours is in the room. False when the dispatch failed meanwhile."""
-        ctx, engine, gw = self.ctx, self.engine, self.ctx.gateway
-        try:
-            if record.livekit_dispatch_id:
-                await engine.call(
-                    record.id, lambda: gw.delete_dispatch(record.livekit_dispatch_id, record.room)
-                )
-            for _ in range(REMOVE_AGENT_TRIES):
-                agents = await engine.call(record.id, lambda: gw.agents_in_room(record.room))
-                ours = [a for a in agents if is_our_agent(a.agent_name, record)]
-                if not ours:
-                    return True
-                for agent in ours:
-                    identity = agent.identity
-                    await engine.call(
-                        record.id,
-                        lambda identity=identity: gw.remove_participant(record.room, identity),  # type: ignore[misc]
-                    )
-        except LiveKitError as error:
-            if error.kind is ErrorKind.ROOM_GONE:
-                await engine.fail(record, FailureReason.ROOM_GONE, "timer")
-            else:
-                await engine.fail(record, _reason(error), "timer", _error_detail(error))
-            await io(ctx.leases.release(record.id))
-            return False
-        detail = {"attempt": str(attempt), "error": "an agent of ours stays in the room"}
-        await engine.fail(record, FailureReason.RETRIES_EXHAUSTED, "timer", detail)
-        return False
-
     # -- cancel -----------------------------------------------------------------------------
     async def cancel(self, dispatch_id: str) -> bool:
         """token-api already moved the record to ``cancelled``: remove the LiveKit dispatch and
@@ -413,20 +293,6 @@ class Tracker:
         await io(ctx.deadlines.clear(dispatch_id))
         await io(ctx.rooms.release(record.room, dispatch_id))
         return True
-
-
-def _reason(error: LiveKitError) -> FailureReason:
-    from dispatcher.engine import REASON_BY_KIND
-
-    return REASON_BY_KIND[error.kind]
-
-
-def _error_detail(error: LiveKitError) -> dict[str, str]:
-    return {"method": error.method, "status": str(error.status), "code": error.code}
-
-
-def _why(why: str) -> dict[str, str]:
-    return {"why": why} if why else {}
 
 
 __all__ = ["Tracker", "is_terminal"]
