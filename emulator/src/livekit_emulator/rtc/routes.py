@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ..auth import AuthFailure, Grants, verify_token
 from ..rooms import participant_from_claims
+from . import ice_scope
 from .hub import RtcHub
 from .session import SignalSession
 
@@ -32,6 +33,7 @@ def add_routes(app: web.Application, emu: Any) -> RtcHub:
     """Serve WebRTC signalling on ``app`` for the emulator ``emu``; returns the hub (its rooms,
     tracks and frame counts)."""
     hub = RtcHub(emu)
+    ice_scope.serve(emu)  # media stays on the network the emulator listens on
     app[HUB_KEY] = hub
     app.router.add_get("/rtc", _rtc)
     app.router.add_get("/rtc/validate", _validate)
