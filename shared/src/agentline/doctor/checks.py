@@ -191,7 +191,7 @@ async def check_webhooks(redis: Redis, keys: Keys) -> list[Check]:
                 "(polling still works, but slower)",
             )
         ]
-    if stats.last_bad_at_ms > stats.last_ok_at_ms:
+    if stats.bad_count and stats.last_bad_at_ms >= stats.last_ok_at_ms:
         return [
             Check(
                 "webhooks",
