@@ -46,16 +46,21 @@ def test_agent_server_internals_we_override_still_exist() -> None:
 
 def test_slot_ledger_counts_pending_and_running() -> None:
     ledger = SlotLedger(2)
-    running = 0
+    running: set[str] = set()
     ledger.bind_running(lambda: running)
     assert ledger.try_reserve("a") and ledger.try_reserve("b")
     assert not ledger.try_reserve("c")
     assert ledger.load == 1.0
     ledger.release("a")
-    running = 1  # "a" now runs in a process
+    running = {"a"}  # "a" now runs in a process
     assert ledger.in_use == 2 and not ledger.try_reserve("c")
-    running = 0
+    ledger.finish("a")  # it reported its end; its process is still tearing down
     assert ledger.in_use == 1 and ledger.load == 0.5
+    ledger.forget_gone(running)
+    assert ledger.finished == {"a"}
+    running = set()
+    ledger.forget_gone(running)
+    assert ledger.finished == set() and ledger.in_use == 1
     with pytest.raises(ValueError):
         SlotLedger(0)
 
@@ -107,7 +112,7 @@ async def test_job_reports_travel_over_the_socket() -> None:
 def _jobs(capacity: int = 1, draining: bool = False) -> tuple[WorkerJobs, ListSink, set[str]]:
     running: set[str] = set()
     ledger = SlotLedger(capacity)
-    ledger.bind_running(lambda: len(running))
+    ledger.bind_running(lambda: running)
     sink = ListSink()
     jobs = WorkerJobs(worker_id="aw_1", agent_name="travel-assistant", identity="agent-x",
                       display_name="Agent", ledger=ledger, metrics=WorkerMetrics(), sink=sink,
@@ -193,6 +198,33 @@ def test_job_reports_become_metrics_and_events() -> None:
     assert sample(m, "agent_worker_room_join_seconds_count") == 1
     assert sample(m, "agent_worker_audio_publish_seconds_sum") == pytest.approx(0.5)
     assert sample(m, "agent_worker_job_failures_total", stage="model") == 1
+
+
+async def test_a_job_end_frees_its_slot_and_livekit_hears_before_the_dispatcher() -> None:
+    jobs, sink, running = _jobs(capacity=1)
+    await jobs.on_request(FakeRequest("j1", json.dumps({"dispatch_id": "dsp_1"})))  # type: ignore[arg-type]
+    running.add("j1")  # its process runs the job
+    assert jobs.ledger.load == 1.0
+    order: list[str] = []
+
+    async def announce() -> None:
+        order.append(f"status load={jobs.ledger.load}, events={sink.kinds()[-1]}")
+
+    jobs.announce_capacity = announce
+    jobs.on_report(JobReport(kind=JobReportKind.ENDED, job_id="j1", dispatch_id="dsp_1"))
+    assert jobs.ledger.in_use == 0  # though livekit-agents still lists its process
+    await jobs.aclose()
+    assert order == ["status load=0.0, events=accepted"]  # the status went out first
+    assert sink.kinds()[-1] == "ended"
+
+    async def broken() -> None:
+        raise ConnectionError("socket closed")
+
+    jobs.announce_capacity = broken
+    jobs.on_report(JobReport(kind=JobReportKind.FAILED, job_id="j2", dispatch_id="d2",
+                             stage="model", error="x"))  # fmt: skip
+    await jobs.aclose()
+    assert sink.kinds()[-1] == "failed"  # reported all the same
 
 
 def test_a_process_that_dies_silently_is_a_failed_job() -> None:

@@ -1,23 +1,23 @@
-"""A real agent-worker process against the LiveKit emulator, the Realtime stand-in and Redis.
-
-On loopback the emulator completes the agent's signalling join (the media path needs a
-network namespace: see test_aw_worker_media.py), which is all these tests need.
-"""
+"""A real agent-worker process against the LiveKit emulator, the Realtime stand-in and Redis,
+inside a network namespace (the agents join over WebRTC; see conftest.py). No caller joins:
+the agents join and wait, which is all these tests need (test_aw_worker_media.py has the
+caller who hears the agent)."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from aw_stack import NamespacedStack
 from livekit import api
 
 from agent_worker.realtime_standin import RunningStandin, StandinConfig, running_standin
 from agent_worker.testing import dispatch
 from agentline.registry import WorkerRegistry
 from agentline.schema import WorkerEvent
-from livekit_emulator.testing import RunningEmulator
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 
 def kinds_for(events: list[WorkerEvent], dispatch_id: str) -> list[str]:
@@ -28,20 +28,11 @@ def count(events: list[WorkerEvent], kind: str) -> int:
     return sum(1 for e in events if e.kind.value == kind)
 
 
-# These tests ran the worker on the host against an emulator on loopback; their agents joined
-# over WebRTC through the machine's other interface, which this workplace does not allow (the
-# emulator now keeps ICE on the network it listens on). Until they run inside a network
-# namespace (as test_aw_worker_media.py does), they are skipped rather than weakened.
-pytestmark = pytest.mark.skip(
-    reason="needs porting into a network namespace: WebRTC joins are not allowed off loopback"
-)
-
-
 async def test_capacity_events_metrics_registry_and_drain(
-    livekit_emulator: RunningEmulator, lk_api: api.LiveKitAPI, standin: RunningStandin,
-    start_worker, redis_client, keys,
-) -> None:  # fmt: skip
-    async with start_worker(livekit_emulator, openai_base_url=standin.url, max_jobs=2,
+    ns_stack: NamespacedStack, standin: RunningStandin, start_worker: Any
+) -> None:
+    lk_api = ns_stack.lk_api
+    async with start_worker(openai_base_url=standin.url, max_jobs=2,
                             idle_processes=2, drain_timeout_seconds=20) as worker:  # fmt: skip
         status, ready = await worker.get("/readyz")
         assert status == 200 and ready["registered"] is True
@@ -79,7 +70,7 @@ async def test_capacity_events_metrics_registry_and_drain(
         assert m[("agent_worker_registered", ())] == 1
         assert m[("agent_worker_job_failures_total", (("stage", "join"),))] == 0
 
-        registry = WorkerRegistry(redis_client, keys)
+        registry = WorkerRegistry(ns_stack.redis, ns_stack.keys)
         (info,) = await registry.live_workers()
         assert (info.agent_name, info.capacity, info.active_jobs) == ("travel-assistant", 2, 2)
         assert info.load == 1.0 and not info.draining and info.livekit_worker_id.startswith("AW_")
@@ -108,11 +99,10 @@ async def test_capacity_events_metrics_registry_and_drain(
 
 
 async def test_burst_up_to_capacity_loses_no_job(
-    livekit_emulator: RunningEmulator, lk_api: api.LiveKitAPI, standin: RunningStandin,
-    start_worker,
-) -> None:  # fmt: skip
-    capacity = 6
-    async with start_worker(livekit_emulator, openai_base_url=standin.url, max_jobs=capacity,
+    ns_stack: NamespacedStack, standin: RunningStandin, start_worker: Any
+) -> None:
+    lk_api, capacity = ns_stack.lk_api, 6
+    async with start_worker(openai_base_url=standin.url, max_jobs=capacity,
                             idle_processes=3) as worker:  # fmt: skip
         ids = [f"dsp_burst_{i}" for i in range(capacity)]
         await asyncio.gather(*(dispatch(lk_api, f"room-{d}", d) for d in ids))
@@ -125,7 +115,7 @@ async def test_burst_up_to_capacity_loses_no_job(
 
         # the /agent socket drops: the worker registers again and keeps its jobs
         first_id = stats["livekit_worker_id"]
-        assert await livekit_emulator.admin.close_worker_sockets("travel-assistant") >= 1
+        assert await ns_stack.emu.admin.close_worker_sockets("travel-assistant") >= 1
         for _ in range(100):
             _, stats = await worker.get("/stats")
             if stats["livekit_worker_id"] != first_id and (await worker.get("/readyz"))[0] == 200:
@@ -138,11 +128,12 @@ async def test_burst_up_to_capacity_loses_no_job(
 
 
 async def test_wrong_key_then_unreachable_model_fail_the_job_with_the_reason(
-    livekit_emulator: RunningEmulator, lk_api: api.LiveKitAPI, start_worker
+    ns_stack: NamespacedStack, start_worker: Any
 ) -> None:
+    lk_api = ns_stack.lk_api
     standin_cm = running_standin(StandinConfig(pace=0.0))
     standin = await standin_cm.__aenter__()
-    async with start_worker(livekit_emulator, openai_base_url=standin.url,
+    async with start_worker(openai_base_url=standin.url,
                             openai_api_key="sk-not-the-right-key-000") as worker:  # fmt: skip
         # 1. the model refuses the key: the job fails at "model" with the API's reason
         await dispatch(lk_api, "room-key", "dsp_key")

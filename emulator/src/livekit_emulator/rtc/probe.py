@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -223,7 +224,12 @@ def main() -> None:
     parser.add_argument("--rpc-to", default="", help="call probe.echo on this participant")
     parser.add_argument("--stdin-control", action="store_true", help="leave when stdin closes")
     args = parser.parse_args()
-    sys.exit(asyncio.run(run(args)))
+    code = asyncio.run(run(args))
+    # Everything is reported by now. The SDK's native threads (libwebrtc) now and then abort
+    # the interpreter's teardown (SIGABRT after a clean leave), so skip it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -194,6 +194,7 @@ class WorkerApp:
             os.environ.setdefault("LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE", "0")
             self.server = server = self._build_server(receiver)
             server.on_answer_sent = self.jobs.on_answer_sent
+            self.jobs.announce_capacity = server.announce_status
             server.on_connection_change = self._on_connection_change
             log.info(
                 "starting agent-worker %s: agent_name=%r, LiveKit %s, model: %s, capacity %d, "

@@ -26,25 +26,39 @@ OVERRIDDEN_INTERNALS = (
     "_get_effective_load",
     "_handle_availability",
     "_queue_msg",
+    "_update_worker_status",
 )
 
 
 class SlotLedger:
-    """Job slots: accepted requests not yet running, plus running jobs."""
+    """Job slots: accepted requests not yet running, plus running jobs that have not ended.
+
+    A job whose process reported its end frees its slot at once, though livekit-agents lists
+    the process as running until it has torn down (seconds): the next job gets another
+    process, and the dispatcher, told the job ended, may send the next one right away."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self.pending: set[str] = set()  # accepted, waiting for assignment and a process
-        self._running: Callable[[], int] = lambda: 0
+        self.finished: set[str] = set()  # ended, their processes still tearing down
+        self._running: Callable[[], set[str]] = set
 
-    def bind_running(self, running: Callable[[], int]) -> None:
-        self._running = running
+    def bind_running(self, running_ids: Callable[[], set[str]]) -> None:
+        self._running = running_ids
 
     @property
     def in_use(self) -> int:
-        return len(self.pending) + self._running()
+        return len(self.pending) + len(self._running() - self.finished)
+
+    def finish(self, job_id: str) -> None:
+        self.pending.discard(job_id)
+        self.finished.add(job_id)
+
+    def forget_gone(self, running_ids: set[str]) -> None:
+        """Drop the ended jobs whose processes are gone (called periodically)."""
+        self.finished &= running_ids
 
     @property
     def load(self) -> float:
@@ -69,7 +83,9 @@ class CapacityAgentServer(AgentServer):
         kwargs.setdefault("load_threshold", 1.0)
         super().__init__(**kwargs)
         self.ledger = ledger
-        ledger.bind_running(lambda: len(self.active_jobs) if not self._closed else 0)
+        ledger.bind_running(
+            lambda: set() if self._closed else {info.job.id for info in self.active_jobs}
+        )
         self.request_received_at: dict[str, float] = {}
         # jobs LiveKit ended (JobTermination): their processes get a reasonless shutdown
         self.terminated_by_livekit: set[str] = set()
@@ -90,6 +106,12 @@ class CapacityAgentServer(AgentServer):
         # function measures CPU); counting slots is instant, and a burst of 50 requests
         # would otherwise queue behind the executor's few threads
         return self.ledger.load
+
+    async def announce_status(self) -> None:
+        """Send the worker's status (load, AVAILABLE/FULL) to LiveKit now rather than at the
+        next periodic update (every 2.5 s): a freed slot is usable at once."""
+        if self.livekit_connected and not self._closed:
+            await self._update_worker_status()
 
     def _handle_availability(self, msg: agent.AvailabilityRequest) -> None:
         self.request_received_at[msg.job.id] = time.perf_counter()

@@ -8,7 +8,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from livekit.agents import JobRequest
@@ -24,8 +24,9 @@ from agentline.telemetry import extract_context, tracer
 log = logging.getLogger("agent_worker.jobs")
 _tracer = tracer("agent_worker")
 DISPATCH_ID_ATTRIBUTE = "agentline.dispatch_id"
-_REPORT_GRACE_S = 2.0
-PARENT_SHUTDOWN = "parent process shutdown"  # livekit-agents' reason for a closed process  # a dead process's last report may still be in the socket
+_REPORT_GRACE_S = 2.0  # a dead process's last report may still be in the socket
+_ANNOUNCE_TIMEOUT_S = 1.0
+PARENT_SHUTDOWN = "parent process shutdown"  # livekit-agents' reason for a closed process
 
 
 @dataclass
@@ -67,6 +68,9 @@ class WorkerJobs:
         # the latest acceptance latencies, exact (the histogram only has buckets)
         self.recent_acceptance_s: collections.deque[float] = collections.deque(maxlen=1000)
         self._watch_task: asyncio.Task[None] | None = None
+        # Sends the worker's status to LiveKit now (set once the AgentServer exists).
+        self.announce_capacity: Callable[[], Awaitable[None]] | None = None
+        self._announcing: set[asyncio.Task[None]] = set()
 
     def _event(self, kind: WorkerEventKind, job: TrackedJob, **fields: str) -> None:
         self.sink.publish(
@@ -158,8 +162,7 @@ class WorkerJobs:
         elif report.kind is JobReportKind.FAILED:
             self._fail(job, report.stage, report.error)
         elif report.kind is JobReportKind.ENDED and not job.terminal:
-            job.terminal = True
-            self._event(WorkerEventKind.ENDED, job, reason=self._end_reason(report))
+            self._job_over(job, WorkerEventKind.ENDED, {"reason": self._end_reason(report)})
 
     def _end_reason(self, report: JobReport) -> str:
         # a job process closed by its worker is told no reason; the worker knows it
@@ -172,14 +175,39 @@ class WorkerJobs:
     def _fail(self, job: TrackedJob, stage: str, error: str) -> None:
         if job.terminal:
             return
-        job.terminal = True
         self.metrics.job_failures.labels(stage=stage).inc()
-        self._event(WorkerEventKind.FAILED, job, stage=stage, error=truncate_error(error))
+        fields = {"stage": stage, "error": truncate_error(error)}
+        self._job_over(job, WorkerEventKind.FAILED, fields)
+
+    def _job_over(self, job: TrackedJob, kind: WorkerEventKind, fields: dict[str, str]) -> None:
+        """The job's slot is free: LiveKit hears it first (the worker's status), then the
+        dispatcher (this event, which hands the slot to the next dispatch at once). In the
+        other order LiveKit could still see the worker FULL and drop that next job."""
+        job.terminal = True
+        self.ledger.finish(job.job_id)
+        self.update_gauges()
+        announce = self.announce_capacity
+        if announce is None:
+            self._event(kind, job, **fields)
+            return
+
+        async def announce_then_report() -> None:
+            try:
+                async with asyncio.timeout(_ANNOUNCE_TIMEOUT_S):
+                    await announce()
+            except Exception as exc:  # the event matters more than the early status
+                log.warning("could not send the worker status to LiveKit: %r", exc)
+            self._event(kind, job, **fields)
+
+        task = asyncio.create_task(announce_then_report(), name=f"job-over-{job.job_id}")
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
 
     # processes that vanish -------------------------------------------------------------
 
     def check_processes(self, now: float) -> None:
         running = self._running_job_ids()
+        self.ledger.forget_gone(running)
         for job_id, job in list(self.jobs.items()):
             if job_id in running:
                 job.seen_running, job.gone_since = True, None
@@ -199,6 +227,7 @@ class WorkerJobs:
 
     def finalize(self) -> None:
         """At exit: a job still open has lost its process with the worker."""
+        self.announce_capacity = None  # LiveKit is gone; report at once
         for job in self.jobs.values():
             if not job.terminal and job.seen_running:
                 self._fail(job, "process", "the worker exited before the job reported its end")
@@ -214,6 +243,8 @@ class WorkerJobs:
         self._watch_task = asyncio.create_task(_watch(), name="job-process-watch")
 
     async def aclose(self) -> None:
+        if self._announcing:  # job ends still being reported
+            await asyncio.wait(self._announcing, timeout=_ANNOUNCE_TIMEOUT_S + 1)
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
