@@ -8,8 +8,11 @@ per-pid files that grow with every job a long-lived worker runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 
 from agentline.metrics import VOICE_BUCKETS
 
@@ -25,6 +28,20 @@ METRIC_NAMES = (
     "agent_worker_capacity",
     "agent_worker_registered",
 )
+
+# livekit-agents' own metrics left out of /metrics: this gauge's ``_count`` suffix breaks the
+# Prometheus naming rules (promtool rejects it) and agent_worker_active_jobs says the same.
+LEFT_OUT_LIVEKIT_METRICS = frozenset({"lk_agents_active_job_count"})
+
+
+class _LivekitAgentsMetrics:
+    """The default registry (process metrics, livekit-agents') minus the left-out ones."""
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            if family.name not in LEFT_OUT_LIVEKIT_METRICS:
+                yield family
+
 
 # Acceptance is answered in-process: finer buckets below 10 ms than the voice set.
 ACCEPTANCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, *VOICE_BUCKETS)
@@ -80,4 +97,5 @@ class WorkerMetrics:
 
     def render(self) -> bytes:
         """This worker's metrics followed by the process and livekit-agents ones."""
-        return generate_latest(self.registry) + generate_latest(REGISTRY)
+        others = generate_latest(_LivekitAgentsMetrics())
+        return generate_latest(self.registry) + others
