@@ -32,6 +32,11 @@ async def test_no_key_or_wrong_key_is_401_without_token(
         assert "token" not in response.text
         assert response.headers["www-authenticate"].startswith("Bearer")
     assert await redis_client.xlen(keys.requests) == 0
+    # the key is checked before the body is read: a caller without one learns nothing of it
+    malformed = await client.post(
+        "/v1/sessions", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 401
 
 
 async def test_both_key_headers_are_accepted(client: Client) -> None:

@@ -10,7 +10,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 
 from agentline.admission import Admission, AdmissionStatus
-from token_api.auth import require_api_key
+from token_api.auth import ApiKeyMiddleware
 from token_api.controllers.common import AUTHED, problem_responses
 from token_api.schemas import AgentInfo, AgentList
 from token_api.state import AppState
@@ -21,7 +21,7 @@ _EMPTY = AdmissionStatus(0, 0, 0)
 class AgentController(Controller):
     path = "/v1/agents"
     tags = ["agents"]
-    guards = [require_api_key]
+    middleware = [ApiKeyMiddleware]
     security = [{"BearerAuth": []}, {"ApiKeyHeader": []}]
 
     @get(

@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 
 from agentline.doctor import DoctorOptions, run_doctor
 from agentline.doctor.runner import report
-from token_api.auth import require_api_key
+from token_api.auth import ApiKeyMiddleware
 from token_api.controllers.common import AUTHED, problem_responses
 from token_api.state import AppState
 
@@ -17,7 +17,7 @@ from token_api.state import AppState
 class DiagnosticsController(Controller):
     path = "/v1/diagnostics"
     tags = ["diagnostics"]
-    guards = [require_api_key]
+    middleware = [ApiKeyMiddleware]
     security = [{"BearerAuth": []}, {"ApiKeyHeader": []}]
 
     @get(

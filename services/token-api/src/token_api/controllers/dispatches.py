@@ -10,7 +10,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.response import ServerSentEvent
 
 from token_api import sessions, status
-from token_api.auth import require_api_key
+from token_api.auth import ApiKeyMiddleware
 from token_api.controllers.common import (
     AUTHED,
     IdempotencyKey,
@@ -25,7 +25,7 @@ from token_api.state import AppState
 class DispatchController(Controller):
     path = "/v1/dispatches"
     tags = ["dispatches"]
-    guards = [require_api_key]
+    middleware = [ApiKeyMiddleware]
     security = [{"BearerAuth": []}, {"ApiKeyHeader": []}]
 
     @post(

@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from token_api import sessions
-from token_api.auth import require_api_key
+from token_api.auth import ApiKeyMiddleware
 from token_api.controllers.common import (
     AUTHED,
     IdempotencyKey,
@@ -23,7 +23,7 @@ from token_api.state import AppState
 class SessionController(Controller):
     path = "/v1"
     tags = ["sessions"]
-    guards = [require_api_key]
+    middleware = [ApiKeyMiddleware]
     security = [{"BearerAuth": []}, {"ApiKeyHeader": []}]
 
     @post(
