@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import re
-import secrets
 import time
 from collections.abc import Mapping
 from functools import lru_cache
@@ -15,7 +14,7 @@ import msgspec
 from opentelemetry import trace
 from opentelemetry.trace import TraceFlags
 
-from agentline.ids import new_dispatch_id, now_ms
+from agentline.ids import new_dispatch_id, now_ms, random_hex
 from agentline.lifecycle import DispatchState
 from agentline.schema import DispatchKind, DispatchRecord, DispatchRequest
 from agentline.settings import TokenApiSettings
@@ -89,11 +88,11 @@ def ttl_of(settings: TokenApiSettings, requested: int | None) -> int:
 
 
 def new_room(settings: TokenApiSettings) -> str:
-    return settings.room_prefix + secrets.token_hex(6)
+    return settings.room_prefix + random_hex(6)
 
 
 def new_identity() -> str:
-    return "user-" + secrets.token_hex(6)
+    return "user-" + random_hex(6)
 
 
 def _token(

@@ -17,7 +17,7 @@ from token_api.controllers.common import (
     problem_responses,
 )
 from token_api.schemas import SessionCreate, SessionCreated, SessionToken, TokenCreate
-from token_api.state import AppState
+from token_api.state import AppState, app_state
 
 
 class SessionController(Controller):
@@ -41,14 +41,16 @@ class SessionController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[SessionCreate],
-        app_state: NamedDependency[AppState],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[SessionCreated]:
+        # The hottest route reads the state itself: a resolved dependency costs ~3 % of it.
+        state = app_state(request.app)
+
         async def produce(key: str | None) -> SessionCreated:
-            return await sessions.create_session(app_state, data, key, request.headers)
+            return await sessions.create_session(state, data, key, request.headers)
 
         return await answer_once(
-            request, app_state, "session", idempotency_key, SessionCreated, 201, produce
+            request, state, "session", idempotency_key, SessionCreated, 201, produce
         )
 
     @post(
