@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -29,13 +30,44 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class _Connection(asyncio.Protocol):
-    """One socket and the callers waiting on it, in the order their commands were written."""
+    """One socket and the callers waiting on it, in the order their commands were written.
 
-    def __init__(self) -> None:
+    One watchdog per connection bounds the wait for replies (a timer per command cost about
+    as much as the rest of the command): when the oldest waiting command is older than the
+    timeout, every waiting command fails and the socket closes. It looks every quarter of
+    the timeout, so a command fails between 1 and 1.25 timeouts after it was sent."""
+
+    def __init__(self, timeout: float = 2.0) -> None:
         self.reader = hiredis.Reader(encoding="utf-8", replyError=ResponseError)
         self.pending: deque[asyncio.Future[Any]] = deque()
+        self.sent_at: deque[float] = deque()  # monotonic time of each pending command
+        self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self.outgoing: list[bytes] = []
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def send(self, command: bytes) -> asyncio.Future[Any]:
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append(waiter)
+        self.sent_at.append(time.monotonic())
+        self.queue(command)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(
+                self.timeout / 4, self._check_overdue
+            )
+        return waiter
+
+    def _check_overdue(self) -> None:
+        self._watchdog = None
+        if not self.sent_at:
+            return
+        if time.monotonic() - self.sent_at[0] >= self.timeout:
+            # Later replies would be matched to the wrong callers: drop the connection.
+            self.close(RedisTimeoutError(f"Redis did not answer within {self.timeout} s"))
+            return
+        self._watchdog = asyncio.get_running_loop().call_later(
+            self.timeout / 4, self._check_overdue
+        )
 
     def queue(self, command: bytes) -> None:
         """Write at the end of this loop iteration: the commands of every request handled in
@@ -64,6 +96,7 @@ class _Connection(asyncio.Protocol):
                 self.close(RedisConnectionError("unexpected reply from Redis"))
                 return
             waiter = self.pending.popleft()
+            self.sent_at.popleft()
             if waiter.done():  # its caller went away; the reply still had to be consumed
                 continue
             if isinstance(reply, ResponseError):
@@ -77,6 +110,10 @@ class _Connection(asyncio.Protocol):
     def close(self, error: Exception) -> None:
         """Fail every command still waiting for its reply and close the socket."""
         waiting, self.pending = self.pending, deque()
+        self.sent_at.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for waiter in waiting:
             if not waiter.done():
                 waiter.set_exception(error)
@@ -134,17 +171,7 @@ class MuxRedis:
 
     async def _send(self, connection: _Connection, args: tuple[Any, ...]) -> Any:
         assert connection.transport is not None
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        connection.pending.append(waiter)
-        connection.queue(hiredis.pack_command(args))
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await waiter
-        except TimeoutError:
-            # Later replies would be matched to the wrong callers: drop the connection.
-            error = RedisTimeoutError(f"Redis did not answer within {self.timeout} s")
-            connection.close(error)
-            raise error from None
+        return await connection.send(hiredis.pack_command(args))
 
     async def _connect(self) -> _Connection:
         async with self._connecting:
@@ -153,7 +180,9 @@ class MuxRedis:
             loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(self.connect_timeout):
-                    _, connection = await loop.create_connection(_Connection, self.host, self.port)
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self.timeout), self.host, self.port
+                    )
             except (OSError, TimeoutError) as error:
                 raise RedisConnectionError(
                     f"cannot connect to Redis at {self.host}:{self.port}: {error}"
