@@ -31,6 +31,7 @@ from agentline.store import DispatchStore
 from bench.common import summarize_ms, target, write_results
 from dispatcher.testing import (
     DispatcherProcess,
+    WebhookBalancer,
     bucket_delta,
     dispatcher_env,
     histogram_buckets,
@@ -278,9 +279,11 @@ async def _single(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
 async def _split(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
     store = DispatchStore(redis, keys)
     ports = [_free_port(), _free_port()]
-    # Each replica gets every webhook (LiveKit posts to each configured URL): duplicates are
-    # harmless; a load balancer in front would halve that work.
-    async with _emulator([_hook(p) for p in ports]) as livekit_url:
+    # LiveKit posts webhooks to one URL: in Kubernetes the dispatcher Service, which hands
+    # each to one replica. The balancer here does the same.
+    balancer = WebhookBalancer(ports)
+    await balancer.start()
+    async with _emulator([balancer.url]) as livekit_url:
         replicas = []
         for n, port in enumerate(ports):
             env = dispatcher_env(
@@ -318,6 +321,7 @@ async def _split(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
                 replica.process.terminate()
             for replica in replicas:
                 await replica.process.wait()
+            await balancer.stop()
 
 
 async def _cleanup(redis: Redis, keys: Keys) -> None:
