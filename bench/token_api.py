@@ -16,11 +16,9 @@ When a target is missed, a py-spy profile of token-api under load names what lim
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import target, write_results
+from bench.http_load import drive, ensure_wrk, py_spy_top, write_wrk_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DURATION_S = float(os.environ.get("BENCH_TOKEN_API_DURATION", "8"))
@@ -149,139 +148,6 @@ def _uvicorn(factory: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-# --- load generation -------------------------------------------------------------------------
-
-_WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '%(body)s'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %(key)s"
-done = function(summary, latency, requests)
-  io.write(string.format(
-    'BENCHJSON {"requests":%%d,"duration_us":%%d,"non_2xx":%%d,"socket_errors":%%d,' ..
-    '"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"max_us":%%d}\\n',
-    summary.requests, summary.duration, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-"""
-
-
-def ensure_wrk() -> str | None:
-    found = shutil.which("wrk")
-    if found or os.geteuid() != 0:
-        return found
-    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True, check=False)
-    if not shutil.which("wrk"):
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True, check=False)
-    return shutil.which("wrk")
-
-
-def _wrk(wrk: str, url: str, connections: int, seconds: float, script: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    line = next(x for x in out.splitlines() if x.startswith("BENCHJSON "))
-    raw = json.loads(line.removeprefix("BENCHJSON "))
-    ok = raw["requests"] - raw["non_2xx"]
-    return {
-        "requests": raw["requests"],
-        "ok_per_s": round(ok / (raw["duration_us"] / 1e6), 1),
-        "non_2xx": raw["non_2xx"],
-        "socket_errors": raw["socket_errors"],
-        "p50_ms": raw["p50_us"] / 1000,
-        "p90_ms": raw["p90_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "max_ms": raw["max_us"] / 1000,
-    }
-
-
-def _python_load(url: str, connections: int, seconds: float) -> dict[str, Any]:
-    """Fallback when wrk cannot be installed: keep-alive HTTP/1.1 over raw asyncio streams."""
-    import asyncio
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    body = SESSION_BODY.encode()
-    request = (
-        f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\nContent-Type: application/json"
-        f"\r\nAuthorization: Bearer {API_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    latencies: list[float] = []
-    failures = [0]
-
-    async def client(deadline: float) -> None:
-        reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            if not head.startswith(b"HTTP/1.1 2"):
-                failures[0] += 1
-        writer.close()
-
-    async def main() -> float:
-        started = time.perf_counter()
-        await asyncio.gather(*[client(started + seconds) for _ in range(connections)])
-        return time.perf_counter() - started
-
-    elapsed = asyncio.run(main())
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000, 3)
-
-    return {
-        "requests": len(latencies),
-        "ok_per_s": round((len(latencies) - failures[0]) / elapsed, 1),
-        "non_2xx": failures[0],
-        "socket_errors": 0,
-        "p50_ms": pct(50),
-        "p90_ms": pct(90),
-        "p99_ms": pct(99),
-        "max_ms": pct(100),
-    }
-
-
-def _drive(
-    wrk: str | None, url: str, connections: int, seconds: float, script: Path
-) -> dict[str, Any]:
-    load = os.getloadavg()[0]
-    figures = (
-        _wrk(wrk, url, connections, seconds, script)
-        if wrk
-        else _python_load(url, connections, seconds)
-    )
-    return {"load_average_before": round(load, 2), **figures}
-
-
-# --- profile when a target is missed -----------------------------------------------------------
-
-
-def _profile(pid: int, seconds: float, out: Path) -> list[dict[str, Any]]:
-    """Own-time top functions of ``pid`` sampled by py-spy (empty when py-spy cannot attach)."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    result = subprocess.run(
-        [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw", "-o", str(out)],
-        capture_output=True, check=False,
-    )  # fmt: skip
-    if result.returncode != 0 or not out.exists():
-        return []
-    own: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in out.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        total += int(count)
-        frame = stack.split(";")[-1]
-        own[frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].rstrip(")")] += int(count)
-    return [{"frame": f, "share": round(n / total, 3)} for f, n in own.most_common(15)]
-
-
 # --- the run -------------------------------------------------------------------------------------
 
 
@@ -324,7 +190,7 @@ def run() -> dict[str, Any]:
     wrk = ensure_wrk()
     workdir = Path(tempfile.mkdtemp(prefix="bench-token-api-"))
     script = workdir / "post.lua"
-    script.write_text(_WRK_SCRIPT % {"body": SESSION_BODY, "key": API_KEY})
+    write_wrk_script(script, SESSION_BODY, API_KEY)
     figures: dict[str, Any] = {
         "load_generator": f"wrk ({wrk})" if wrk else "python asyncio (wrk unavailable)",
         "duration_s": DURATION_S,
@@ -379,9 +245,10 @@ def run() -> dict[str, Any]:
                 with _process(
                     cmd, env, f"http://127.0.0.1:{port}/", workdir / f"{name}.log"
                 ) as proc:
-                    _drive(wrk, url, 16, WARMUP_S, script)
+                    drive(wrk, url, 16, WARMUP_S, script, SESSION_BODY, API_KEY)
                     runs[name] = {
-                        str(c): _drive(wrk, url, c, DURATION_S, script) for c in CONNECTIONS
+                        str(c): drive(wrk, url, c, DURATION_S, script, SESSION_BODY, API_KEY)
+                        for c in CONNECTIONS
                     }
                     if name == "token_api":
                         runs[name]["requests_in_stream"] = _stream_length(redis_url, namespace)
@@ -414,10 +281,10 @@ def _profile_under_load(
 ) -> list[dict[str, Any]]:
     import threading
 
-    load = threading.Thread(target=_drive, args=(wrk, url, 16, 7.0, script))
+    load = threading.Thread(target=drive, args=(wrk, url, 16, 7.0, script, SESSION_BODY, API_KEY))
     load.start()
     time.sleep(1.0)
-    top = _profile(pid, 5.0, workdir / "profile.txt")
+    top = py_spy_top(pid, 5.0, workdir / "profile.txt")
     load.join()
     return top
 

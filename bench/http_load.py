@@ -1,0 +1,156 @@
+"""HTTP load for the benchmarks: wrk (installed from Debian's packages when missing, as
+root) or a Python keep-alive generator, and a py-spy own-time profile of a server under it."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '%(body)s'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+done = function(summary, latency, requests)
+  io.write(string.format(
+    'BENCHJSON {"requests":%%d,"duration_us":%%d,"non_2xx":%%d,"socket_errors":%%d,' ..
+    '"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"max_us":%%d}\\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def ensure_wrk() -> str | None:
+    found = shutil.which("wrk")
+    if found or os.geteuid() != 0:
+        return found
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True, check=False)
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True, check=False)
+    return shutil.which("wrk")
+
+
+def _wrk(wrk: str, url: str, connections: int, seconds: float, script: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    line = next(x for x in out.splitlines() if x.startswith("BENCHJSON "))
+    raw = json.loads(line.removeprefix("BENCHJSON "))
+    ok = raw["requests"] - raw["non_2xx"]
+    return {
+        "requests": raw["requests"],
+        "ok_per_s": round(ok / (raw["duration_us"] / 1e6), 1),
+        "non_2xx": raw["non_2xx"],
+        "socket_errors": raw["socket_errors"],
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+    }
+
+
+def _python_load(
+    url: str, connections: int, seconds: float, body_text: str, api_key: str
+) -> dict[str, Any]:
+    """Fallback when wrk cannot be installed: keep-alive HTTP/1.1 over raw asyncio streams."""
+    import asyncio
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    body = body_text.encode()
+    request = (
+        f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\nContent-Type: application/json"
+        f"\r\nAuthorization: Bearer {api_key}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    latencies: list[float] = []
+    failures = [0]
+
+    async def client(deadline: float) -> None:
+        reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if not head.startswith(b"HTTP/1.1 2"):
+                failures[0] += 1
+        writer.close()
+
+    async def main() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*[client(started + seconds) for _ in range(connections)])
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000, 3)
+
+    return {
+        "requests": len(latencies),
+        "ok_per_s": round((len(latencies) - failures[0]) / elapsed, 1),
+        "non_2xx": failures[0],
+        "socket_errors": 0,
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "max_ms": pct(100),
+    }
+
+
+def write_wrk_script(path: Path, body: str, api_key: str) -> Path:
+    path.write_text(WRK_SCRIPT % {"body": body, "key": api_key})
+    return path
+
+
+def drive(
+    wrk: str | None,
+    url: str,
+    connections: int,
+    seconds: float,
+    script: Path,
+    body: str,
+    api_key: str,
+) -> dict[str, Any]:
+    """POST ``body`` for ``seconds`` over ``connections`` keep-alive connections (wrk with
+    ``script`` when there is one, else a Python generator); throughput and latency."""
+    load = os.getloadavg()[0]
+    figures = (
+        _wrk(wrk, url, connections, seconds, script)
+        if wrk
+        else _python_load(url, connections, seconds, body, api_key)
+    )
+    return {"load_average_before": round(load, 2), **figures}
+
+
+def py_spy_top(pid: int, seconds: float, out: Path) -> list[dict[str, Any]]:
+    """Own-time top functions of ``pid`` sampled by py-spy (empty when py-spy cannot attach)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    result = subprocess.run(
+        [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw", "-o", str(out)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0 or not out.exists():
+        return []
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        frame = stack.split(";")[-1]
+        own[frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].rstrip(")")] += int(count)
+    return [{"frame": f, "share": round(n / total, 3)} for f, n in own.most_common(15)]
