@@ -9,8 +9,8 @@ import asyncio
 import signal
 import time
 
-from harness import AGENT, SECRET, free_port, register_worker
-from procs import WebhookBalancer, dispatcher_env, start_dispatcher
+from harness import AGENT, free_port, register_worker
+from procs import FAST, emulator_behind_balancer, replica_env, start_dispatcher, stop_replicas
 from redis.asyncio import Redis
 
 from agentline.ids import new_dispatch_id
@@ -18,19 +18,9 @@ from agentline.keys import Keys
 from agentline.lifecycle import DispatchState
 from agentline.schema import DispatchRecord, DispatchRequest
 from agentline.store import DispatchStore
-from livekit_emulator.testing import RunningEmulator, running_emulator
+from livekit_emulator.testing import RunningEmulator
 
-FAST = {
-    "assign_timeout_seconds": 2.0,
-    "join_timeout_seconds": 2.0,
-    "audio_timeout_seconds": 2.0,
-    "poll_interval_seconds": 0.5,
-    "retry_backoff_seconds": 0.05,
-    "livekit_timeout_seconds": 1.0,
-    "claim_idle_seconds": 1.0,
-    "drain_seconds": 2.0,
-    "max_wait_seconds": 60,
-}
+ADMISSION = {**FAST, "max_wait_seconds": 60}
 
 
 async def _submit(store: DispatchStore, prefix: str) -> str:
@@ -83,18 +73,15 @@ async def test_two_replicas_fifty_sessions_never_exceed_capacity(
     redis_client: Redis, redis_url: str, keys: Keys
 ) -> None:
     ports = [free_port(), free_port()]
-    balancer = WebhookBalancer(ports)
-    await balancer.start()
-    async with running_emulator(
-        keys={"devkey": SECRET}, webhook_urls=[balancer.url],
-        simulated_workers=[(AGENT, 5), (AGENT, 5)], departure_timeout=0.5,
-    ) as emu:  # fmt: skip
+    async with emulator_behind_balancer(
+        ports, simulated_workers=[(AGENT, 5), (AGENT, 5)], departure_timeout=0.5
+    ) as emu:
         for _ in range(2):
             await register_worker(redis_client, keys, AGENT, 5)
         store = DispatchStore(redis_client, keys)
         replicas = []
         for port in ports:
-            env = dispatcher_env(redis_url, keys, emu.http_url, "devkey", SECRET, port, f"a{port}", **FAST)  # fmt: skip
+            env = replica_env(redis_url, keys, emu, port, f"a{port}", **ADMISSION)
             replicas.append(await start_dispatcher(env, port, f"a{port}"))
         over: list[int] = []
         sampling = True
@@ -150,27 +137,20 @@ async def test_two_replicas_fifty_sessions_never_exceed_capacity(
         finally:
             sampling = False
             await sampler
-            for replica in replicas:
-                replica.process.send_signal(signal.SIGTERM)
-            for replica in replicas:
-                assert await asyncio.wait_for(replica.process.wait(), 15) == 0
-            await balancer.stop()
+            await stop_replicas(*replicas)
 
 
 async def test_replica_killed_holding_reservations_queue_goes_on(
     redis_client: Redis, redis_url: str, keys: Keys
 ) -> None:
     ports = [free_port(), free_port()]
-    balancer = WebhookBalancer(ports)
-    await balancer.start()
-    async with running_emulator(
-        keys={"devkey": SECRET}, webhook_urls=[balancer.url],
-        simulated_workers=[(AGENT, 1), (AGENT, 1)], departure_timeout=0.5,
-    ) as emu:  # fmt: skip
+    async with emulator_behind_balancer(
+        ports, simulated_workers=[(AGENT, 1), (AGENT, 1)], departure_timeout=0.5
+    ) as emu:
         for _ in range(2):
             await register_worker(redis_client, keys, AGENT, 1)
         store = DispatchStore(redis_client, keys)
-        env = {p: dispatcher_env(redis_url, keys, emu.http_url, "devkey", SECRET, p, f"k{p}", **FAST) for p in ports}  # fmt: skip
+        env = {p: replica_env(redis_url, keys, emu, p, f"k{p}", **ADMISSION) for p in ports}
         first = await start_dispatcher(env[ports[0]], ports[0], "first")
         await first.wait_ready()
         await emu.admin.set_fault("CreateRoom", latency_s=3.0)  # LiveKit slow: A holds slots
@@ -219,6 +199,4 @@ async def test_replica_killed_holding_reservations_queue_goes_on(
             state = await emu.admin.state()
             assert max(state["max_agents_seen"].values()) <= 1
         finally:
-            second.process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(second.process.wait(), 15) == 0
-            await balancer.stop()
+            await stop_replicas(second)

@@ -7,8 +7,8 @@ import asyncio
 import signal
 import time
 
-from harness import AGENT, SECRET, free_port, register_worker
-from procs import WebhookBalancer, dispatcher_env, start_dispatcher
+from harness import AGENT, free_port, register_worker
+from procs import FAST, emulator_behind_balancer, replica_env, start_dispatcher, stop_replicas
 from redis.asyncio import Redis
 
 from agentline.ids import new_dispatch_id
@@ -16,18 +16,7 @@ from agentline.keys import Keys
 from agentline.lifecycle import DispatchState
 from agentline.schema import DispatchRequest
 from agentline.store import DispatchStore
-from livekit_emulator.testing import running_emulator
 
-FAST = {
-    "assign_timeout_seconds": 2.0,
-    "join_timeout_seconds": 2.0,
-    "audio_timeout_seconds": 2.0,
-    "poll_interval_seconds": 0.5,
-    "retry_backoff_seconds": 0.05,
-    "livekit_timeout_seconds": 1.0,
-    "claim_idle_seconds": 1.0,
-    "drain_seconds": 2.0,
-}
 DONE = {DispatchState.SPEAKING, DispatchState.ENDED, DispatchState.FAILED, DispatchState.CANCELLED}
 
 
@@ -63,15 +52,12 @@ async def test_sigkill_mid_run_loses_nothing_and_never_doubles(
     redis_client: Redis, redis_url: str, keys: Keys
 ) -> None:
     ports = [free_port(), free_port()]
-    balancer = WebhookBalancer(ports)
-    await balancer.start()
-    async with running_emulator(
-        keys={"devkey": SECRET}, webhook_urls=[balancer.url], simulated_workers=[(AGENT, 1000)],
-        departure_timeout=0.5,
-    ) as emu:  # fmt: skip
+    async with emulator_behind_balancer(
+        ports, simulated_workers=[(AGENT, 1000)], departure_timeout=0.5
+    ) as emu:
         await register_worker(redis_client, keys, AGENT, 1000)
         store = DispatchStore(redis_client, keys)
-        env = {p: dispatcher_env(redis_url, keys, emu.http_url, "devkey", SECRET, p, f"d{p}", **FAST) for p in ports}  # fmt: skip
+        env = {p: replica_env(redis_url, keys, emu, p, f"d{p}", **FAST) for p in ports}
         first = await start_dispatcher(env[ports[0]], ports[0], "first")
         await first.wait_ready()
         submitting = asyncio.create_task(_submit(store, 200, "kill", pace_s=0.005))
@@ -99,27 +85,19 @@ async def test_sigkill_mid_run_loses_nothing_and_never_doubles(
             max_seen = (await emu.admin.state())["max_agents_seen"]
             assert len(max_seen) == 200 and max(max_seen.values()) == 1
         finally:
-            second.process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(second.process.wait(), 15) == 0
-            await balancer.stop()
+            await stop_replicas(second)
 
 
 async def test_two_replicas_share_the_work_evenly_without_handling_twice(
     redis_client: Redis, redis_url: str, keys: Keys
 ) -> None:
     ports = [free_port(), free_port()]
-    balancer = WebhookBalancer(ports)
-    await balancer.start()
-    async with running_emulator(
-        keys={"devkey": SECRET},
-        webhook_urls=[balancer.url],
-        simulated_workers=[(AGENT, 1000)],
-    ) as emu:
+    async with emulator_behind_balancer(ports, simulated_workers=[(AGENT, 1000)]) as emu:
         await register_worker(redis_client, keys, AGENT, 1000)
         store = DispatchStore(redis_client, keys)
         replicas = []
         for port in ports:
-            env = dispatcher_env(redis_url, keys, emu.http_url, "devkey", SECRET, port, f"r{port}", **FAST)  # fmt: skip
+            env = replica_env(redis_url, keys, emu, port, f"r{port}", **FAST)
             replicas.append(await start_dispatcher(env, port, f"r{port}"))
         try:
             for replica in replicas:
@@ -143,25 +121,17 @@ async def test_two_replicas_share_the_work_evenly_without_handling_twice(
             assert all(len(room["dispatches"]) == 1 for room in state["rooms"])
             assert max(state["max_agents_seen"].values()) == 1
         finally:
-            for replica in replicas:
-                replica.process.send_signal(signal.SIGTERM)
-            for replica in replicas:
-                assert await asyncio.wait_for(replica.process.wait(), 15) == 0
-            await balancer.stop()
+            await stop_replicas(*replicas)
 
 
 async def test_sigterm_drains_in_flight_then_exits_zero(
     redis_client: Redis, redis_url: str, keys: Keys
 ) -> None:
     ports = [free_port(), free_port()]
-    balancer = WebhookBalancer(ports)
-    await balancer.start()
-    async with running_emulator(
-        keys={"devkey": SECRET}, webhook_urls=[balancer.url], simulated_workers=[(AGENT, 100)]
-    ) as emu:
+    async with emulator_behind_balancer(ports, simulated_workers=[(AGENT, 100)]) as emu:
         await register_worker(redis_client, keys, AGENT, 100)
         store = DispatchStore(redis_client, keys)
-        env = {p: dispatcher_env(redis_url, keys, emu.http_url, "devkey", SECRET, p, f"t{p}", **FAST) for p in ports}  # fmt: skip
+        env = {p: replica_env(redis_url, keys, emu, p, f"t{p}", **FAST) for p in ports}
         first = await start_dispatcher(env[ports[0]], ports[0], "first")
         await first.wait_ready()
         await emu.admin.set_fault("CreateRoom", latency_s=0.7)
@@ -182,6 +152,4 @@ async def test_sigterm_drains_in_flight_then_exits_zero(
             max_seen = (await emu.admin.state())["max_agents_seen"]
             assert max(max_seen.values()) == 1
         finally:
-            second.process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(second.process.wait(), 15) == 0
-            await balancer.stop()
+            await stop_replicas(second)
