@@ -23,6 +23,7 @@ from agent_worker.jobs import WorkerJobs
 from agent_worker.metrics import WorkerMetrics
 from agent_worker.model_endpoint import resolve_model_endpoint
 from agent_worker.reporting import EventSink, Heartbeat, RedisEventSink
+from agentline.heap import freeze_startup_objects
 from agentline.ids import new_id
 from agentline.keys import Keys
 from agentline.redis_conn import make_client
@@ -202,6 +203,7 @@ class WorkerApp:
                 self.worker_id, s.agent_name, s.livekit_ws_url, endpoint.describe(),
                 s.max_jobs, s.idle_processes, self.health.port,
             )  # fmt: skip
+            freeze_startup_objects()  # a full collection would pause request answers
             run_task = asyncio.create_task(server.run(devmode=False), name="agent-server")
             self.jobs.start()
             heartbeat.start()

@@ -9,6 +9,7 @@ import signal
 import sys
 
 from agentline import logs
+from agentline.heap import freeze_startup_objects
 from agentline.settings import DispatcherSettings, load_settings
 from agentline.telemetry import setup_tracing
 from dispatcher.service import DispatcherService
@@ -45,6 +46,7 @@ async def serve(settings: DispatcherSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    freeze_startup_objects()
     await stop.wait()
     await service.stop()
 
