@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState, FailureReason
+from dispatcher.admission_flow import WAITING_CHECK_MS
 
 ONE_SLOT_EACH = ((AGENT, 1), (AGENT, 1))
 
@@ -56,7 +57,9 @@ async def test_two_slots_five_sessions_fifo_and_next_dispatched_at_once(
         # The slot freed by the job's end dispatched the queue head at once.
         gap_ms = nxt.timestamps["dispatching"] - ended.timestamps["ended"]
         print(f"job ended → next dispatching: {gap_ms} ms")
-        assert gap_ms <= 100, gap_ms
+        # Well before a waiting dispatch's periodic look (every 5 s): the release started it.
+        # (How fast that is, is bench/admission.py's figure, not this test's.)
+        assert gap_ms < WAITING_CHECK_MS / 5, gap_ms
         assert nxt.queue_position == 0 and nxt.attempts == 1
         # The others moved up, each told so by a queue event (what SSE serves).
         await h.wait_state(ids[4], [DispatchState.WAITING])
