@@ -67,7 +67,7 @@ async def test_capacity_events_metrics_registry_and_drain(
         assert m[("agent_worker_room_join_seconds_sum", ())] > 0
         assert m[("agent_worker_active_jobs", ())] == 2
         assert m[("agent_worker_capacity", ())] == 2
-        assert m[("agent_worker_registered", ())] == 1
+        assert m[("agent_worker_registered", (("agent_name", "travel-assistant"),))] == 1
         assert m[("agent_worker_job_failures_total", (("stage", "join"),))] == 0
 
         registry = WorkerRegistry(ns_stack.redis, ns_stack.keys)
@@ -124,7 +124,9 @@ async def test_burst_up_to_capacity_loses_no_job(
         else:
             raise AssertionError(f"did not register again:\n{worker.log_tail()}")
         assert stats["in_use"] == capacity
-        assert (await worker.metrics())[("agent_worker_registered", ())] == 1
+        assert (await worker.metrics())[
+            ("agent_worker_registered", (("agent_name", "travel-assistant"),))
+        ] == 1
 
 
 async def test_wrong_key_then_unreachable_model_fail_the_job_with_the_reason(

@@ -40,7 +40,7 @@ class WorkerApp:
     def __init__(self, settings: AgentWorkerSettings, *, sink: EventSink | None = None) -> None:
         self.settings = settings
         self.worker_id = new_id("aw")
-        self.metrics = WorkerMetrics()
+        self.metrics = WorkerMetrics(agent_name=settings.agent_name)
         self.ledger = SlotLedger(settings.max_jobs)
         self.draining = False
         self.livekit_worker_id = ""

@@ -48,7 +48,7 @@ ACCEPTANCE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, *VOICE_BUCKETS)
 
 
 class WorkerMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, agent_name: str = "") -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.job_requests = Counter(
@@ -86,9 +86,14 @@ class WorkerMetrics:
             registry=r,
         )  # fmt: skip
         self.capacity = Gauge("agent_worker_capacity", "Maximum concurrent jobs", registry=r)
+        # labelled with the agent_name it registered with: a mismatch with what the API
+        # dispatches (the seed's "registered but never gets a job") shows on a dashboard
         self.registered = Gauge(
-            "agent_worker_registered", "1 while registered with LiveKit", registry=r
-        )
+            "agent_worker_registered",
+            "1 while registered with LiveKit, by the agent_name registered with",
+            ["agent_name"],
+            registry=r,
+        ).labels(agent_name=agent_name)
         # labelled series exist from the start, so dashboards see zeros rather than gaps
         for reason in ("at_capacity", "draining"):
             self.jobs_rejected.labels(reason=reason)
