@@ -120,6 +120,37 @@ async def test_webhook_checks(redis_client, keys):
     assert not check.ok and "does not match" in check.fix
 
 
+async def test_a_new_systems_first_webhooks_come_with_the_probe(
+    livekit_emulator, redis_url, keys, redis_client, monkeypatch
+):
+    """On a new system no webhook has come yet when the doctor starts; the live probe's
+    session makes LiveKit send some, so the webhook line is judged again after it. (The real
+    probe is in tests/e2e; here it stands in for LiveKit's webhooks arriving meanwhile.)"""
+    from agentline.doctor import runner
+    from agentline.doctor.checks import Check
+
+    async def probe_with_webhooks(options, progress):
+        await record_webhook(redis_client, keys, verified=True, event="participant_joined")
+        return Check("probe", "live session reaches speaking", True, "stand-in")
+
+    async def probe_without_webhooks(options, progress):
+        return Check("probe", "live session reaches speaking", True, "stand-in")
+
+    settings = _settings(livekit_emulator, redis_url=redis_url, redis_namespace=keys.namespace)
+    options = DoctorOptions(agent_names=["travel-assistant"], probe=True)
+    monkeypatch.setattr(runner, "_probe", probe_without_webhooks)
+    checks = {c.section: c for c in await run_doctor(settings, options)}
+    assert not checks["webhooks"].ok
+    assert "not even for the live probe's session" in checks["webhooks"].evidence
+
+    monkeypatch.setattr(runner, "_probe", probe_with_webhooks)
+    ordered = await run_doctor(settings, options)
+    checks = {c.section: c for c in ordered}
+    assert checks["webhooks"].ok, checks["webhooks"]
+    assert "came with the live probe's session" in checks["webhooks"].evidence
+    assert [c.section for c in ordered][-2:] == ["webhooks", "probe"]  # the order stays
+
+
 def test_bad_setting_named(monkeypatch):
     monkeypatch.setenv("DISPATCHER_JOIN_TIMEOUT_SECONDS", "soon")
     checks = {c.name: c for c in check_settings()}

@@ -177,6 +177,9 @@ async def check_workers(redis: Redis, keys: Keys, agent_names: list[str]) -> lis
     return out
 
 
+NO_WEBHOOK_YET = "the dispatcher has never received a LiveKit webhook"
+
+
 async def check_webhooks(redis: Redis, keys: Keys) -> list[Check]:
     stats = await read_webhook_stats(redis, keys)
     now = now_ms()
@@ -186,7 +189,7 @@ async def check_webhooks(redis: Redis, keys: Keys) -> list[Check]:
                 "webhooks",
                 "LiveKit webhooks received",
                 False,
-                "the dispatcher has never received a LiveKit webhook",
+                NO_WEBHOOK_YET,
                 "configure LiveKit's webhook URL to the dispatcher's /webhooks/livekit "
                 "(polling still works, but slower)",
             )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from agentline.doctor.checks import (
+    NO_WEBHOOK_YET,
     Check,
     check_redis,
     check_settings,
@@ -21,6 +24,9 @@ from agentline.doctor.livekit_checks import check_livekit
 from agentline.keys import Keys
 from agentline.redis_conn import make_client
 from agentline.settings import DEV_API_KEY, CommonSettings, TokenApiSettings
+
+# How long the webhooks of the probe's session may take to reach the dispatcher.
+WEBHOOK_WAIT_AFTER_PROBE_S = 5.0
 
 
 @dataclass
@@ -49,17 +55,44 @@ async def run_doctor(
         checks += redis_checks
         livekit_checks = await check_livekit(settings)
         checks += livekit_checks
+        webhooks_at = -1
         if redis_checks[0].ok:
             checks += await check_workers(redis, keys, options.agent_names)
+            webhooks_at = len(checks)
             checks += await check_webhooks(redis, keys)
         else:
             checks.append(Check("workers", "worker registry", False, "Redis unreachable"))
+        livekit_up = bool(livekit_checks) and livekit_checks[0].ok
+        if options.probe and livekit_up:
+            probe = await _probe(options, progress)
+            if webhooks_at >= 0 and checks[webhooks_at].evidence == NO_WEBHOOK_YET:
+                # A new system: the probe's session is the first LiveKit had to report on
+                # (its webhooks may still be on their way when a failed probe returns).
+                checks[webhooks_at : webhooks_at + 1] = _after_probe(
+                    await _webhooks_after_probe(redis, keys)
+                )
+            checks.append(probe)
     finally:
         if own_client:
             await redis.aclose()
-    livekit_up = bool(livekit_checks) and livekit_checks[0].ok
-    if options.probe and livekit_up:
-        checks.append(await _probe(options, progress))
+    return checks
+
+
+async def _webhooks_after_probe(redis: Redis, keys: Keys) -> list[Check]:
+    deadline = time.monotonic() + WEBHOOK_WAIT_AFTER_PROBE_S
+    while True:
+        checks = await check_webhooks(redis, keys)
+        if checks[0].evidence != NO_WEBHOOK_YET or time.monotonic() >= deadline:
+            return checks
+        await asyncio.sleep(0.2)
+
+
+def _after_probe(checks: list[Check]) -> list[Check]:
+    for check in checks:
+        if check.evidence == NO_WEBHOOK_YET:
+            check.evidence += ", not even for the live probe's session"
+        else:
+            check.evidence += " (the first ones came with the live probe's session)"
     return checks
 
 
