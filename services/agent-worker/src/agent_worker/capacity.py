@@ -24,9 +24,12 @@ from livekit.protocol import agent
 OVERRIDDEN_INTERNALS = (
     "_is_available",
     "_get_effective_load",
+    "_invoke_load_fnc",
     "_handle_availability",
     "_queue_msg",
     "_update_worker_status",
+    "_handle_termination",
+    "_run_ws",
 )
 
 
