@@ -30,12 +30,12 @@ from redis.asyncio import Redis
 from agentline.admission import Admission
 from agentline.ids import new_dispatch_id
 from agentline.keys import Keys
-from agentline.redis_conn import make_client
+from agentline.redis_conn import delete_namespace, make_client
 from agentline.registry import WorkerRegistry
 from agentline.schema import DispatchRequest, WorkerInfo
 from agentline.store import DispatchStore
 from bench.common import summarize_ms, target, write_results
-from bench.dispatcher import SECRET, _cleanup, _free_port, _hook, _redis
+from bench.dispatcher import SECRET, _free_port, _hook, _redis
 from dispatcher.testing import dispatcher_env, start_dispatcher
 from livekit_emulator.testing import RunningEmulator, running_emulator
 
@@ -192,12 +192,12 @@ async def run() -> dict[str, Any]:
                 try:
                     figures[f"queue_ops_{slots}_slots"] = await _queue_ops(redis, keys, slots)
                 finally:
-                    await _cleanup(redis, keys)
+                    await delete_namespace(redis, keys)
             keys = Keys(f"bench-admission-{uuid.uuid4().hex[:8]}")
             try:
                 figures["slot_freed_to_next_dispatch"] = await _handoffs(redis, redis_url, keys)
             finally:
-                await _cleanup(redis, keys)
+                await delete_namespace(redis, keys)
         finally:
             await redis.aclose()
         figures["load_average_at_end"] = os.getloadavg()

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from agentline.ids import new_dispatch_id
 from agentline.keys import Keys
-from agentline.redis_conn import EmbeddedRedis, make_client, ping
+from agentline.redis_conn import EmbeddedRedis, delete_namespace, make_client, ping
 from agentline.registry import WorkerRegistry
 from agentline.schema import DispatchRequest, WorkerInfo
 from agentline.store import DispatchStore
@@ -324,18 +324,6 @@ async def _split(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
             await balancer.stop()
 
 
-async def _cleanup(redis: Redis, keys: Keys) -> None:
-    pattern = keys.prefix.replace("{", "\\{").replace("}", "\\}") + "*"
-    batch: list[str] = []
-    async for key in redis.scan_iter(match=pattern, count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            await redis.delete(*batch)
-            batch.clear()
-    if batch:
-        await redis.delete(*batch)
-
-
 async def run() -> dict[str, Any]:
     async with _redis() as redis_url:
         redis = make_client(redis_url, max_connections=256)
@@ -344,18 +332,13 @@ async def run() -> dict[str, Any]:
             "dispatcher_settings": DISPATCHER_SETTINGS,
         }
         try:
-            keys = Keys(f"bench-dispatcher-{uuid.uuid4().hex[:8]}")
-            await _registry(redis, keys)
-            try:
-                figures["single_process"] = await _single(redis, redis_url, keys)
-            finally:
-                await _cleanup(redis, keys)
-            keys = Keys(f"bench-dispatcher-{uuid.uuid4().hex[:8]}")
-            await _registry(redis, keys)
-            try:
-                figures["two_processes"] = await _split(redis, redis_url, keys)
-            finally:
-                await _cleanup(redis, keys)
+            for name, phase in (("single_process", _single), ("two_processes", _split)):
+                keys = Keys(f"bench-dispatcher-{uuid.uuid4().hex[:8]}")  # a clean slate each
+                await _registry(redis, keys)
+                try:
+                    figures[name] = await phase(redis, redis_url, keys)
+                finally:
+                    await delete_namespace(redis, keys)
         finally:
             await redis.aclose()
         figures["load_average_at_end"] = os.getloadavg()

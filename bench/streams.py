@@ -8,7 +8,7 @@ import time
 import uuid
 
 from agentline.keys import DISPATCHER_GROUP, Keys
-from agentline.redis_conn import EmbeddedRedis, make_client, ping
+from agentline.redis_conn import EmbeddedRedis, delete_namespace, make_client, ping
 from agentline.streams import StreamConsumer, StreamPublisher
 from bench.common import summarize_ms, write_results
 
@@ -89,9 +89,7 @@ async def run() -> dict[str, object]:
         write_results("streams", figures)
         return figures
     finally:
-        keys_to_drop = [k async for k in redis.scan_iter(match=f"{{{keys.namespace}}}*")]
-        if keys_to_drop:
-            await redis.delete(*keys_to_drop)
+        await delete_namespace(redis, keys)
         await redis.aclose()
         if embedded:
             await embedded.stop()

@@ -323,20 +323,19 @@ def _stream_length(redis_url: str, namespace: str) -> int:
 
 
 def _cleanup(redis_url: str, namespace: str) -> None:
-    import redis
+    import asyncio
 
-    client = redis.Redis.from_url(redis_url)
-    try:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match="{" + namespace + "}*", count=5000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                client.unlink(*batch)
-                batch.clear()
-        if batch:
-            client.unlink(*batch)
-    finally:
-        client.close()
+    from agentline.keys import Keys
+    from agentline.redis_conn import delete_namespace, make_client
+
+    async def drop() -> None:
+        client = make_client(redis_url)
+        try:
+            await delete_namespace(client, Keys(namespace))
+        finally:
+            await client.aclose()
+
+    asyncio.run(drop())
 
 
 if __name__ == "__main__":

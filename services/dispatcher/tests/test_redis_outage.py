@@ -7,10 +7,10 @@ import asyncio
 import aiohttp
 from harness import harness
 from redis.asyncio import Redis
-from tcp_proxy import CuttableProxy
 
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState
+from agentline.tcp_proxy import CuttableProxy
 
 
 async def _readyz(port: int) -> int:

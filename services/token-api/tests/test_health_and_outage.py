@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlparse
 
@@ -14,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from agentline.settings import TokenApiSettings
+from agentline.tcp_proxy import CuttableProxy
 from token_api.app import create_app
 from token_api.testing import AUTH, serving
 
@@ -67,46 +67,10 @@ async def test_metrics_count_sessions_per_agent_and_publish_latency(client: Clie
     assert "/no/such/path" not in (await client.get("/metrics")).text
 
 
-class FlakyProxy:
-    """A TCP proxy in front of Redis that the test can cut and restore."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self.links: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
-        for writer in list(self.links):
-            writer.close()
-        self.links.clear()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self.links.update({writer, up_writer})
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
 @pytest_asyncio.fixture
-async def proxy(redis_url: str) -> AsyncIterator[FlakyProxy]:
+async def proxy(redis_url: str) -> AsyncIterator[CuttableProxy]:
     parsed = urlparse(redis_url)
-    flaky = FlakyProxy(parsed.hostname or "127.0.0.1", parsed.port or 6379)
+    flaky = CuttableProxy(parsed.hostname or "127.0.0.1", parsed.port or 6379)
     await flaky.start()
     try:
         yield flaky
@@ -116,7 +80,7 @@ async def proxy(redis_url: str) -> AsyncIterator[FlakyProxy]:
 
 async def test_redis_outage_is_503_and_recovers_without_restart(
     make_settings: Callable[..., TokenApiSettings],
-    proxy: FlakyProxy,
+    proxy: CuttableProxy,
     redis_client: Redis,
     dispatcher_group: str,
 ) -> None:

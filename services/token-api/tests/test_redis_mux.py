@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentline.keys import Keys
+from agentline.redis_conn import delete_namespace
 from agentline.schema import DispatchRequest
 from agentline.store import DispatchStore
 from token_api.redis_mux import MuxRedis
@@ -80,14 +81,7 @@ def test_store_create_on_uvloop(redis_url: str, keys: Keys) -> None:
         finally:
             await mux.aclose()
             cleanup = Redis.from_url(redis_url)
-            stale = [
-                k
-                async for k in cleanup.scan_iter(
-                    match=keys.prefix.replace("{", "\\{").replace("}", "\\}") + "*"
-                )
-            ]
-            if stale:
-                await cleanup.delete(*stale)
+            await delete_namespace(cleanup, keys)
             await cleanup.aclose()
 
     created = uvloop.run(main())

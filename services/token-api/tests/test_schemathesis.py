@@ -77,7 +77,7 @@ def base_url(redis_url: str) -> Iterator[str]:
     finally:
         stop.set()
         thread.join(15)
-        stale = list(client.scan_iter(match="{test-schemathesis}*", count=1000))
+        stale = list(client.scan_iter(match=keys.pattern, count=1000))
         if stale:
             client.delete(*stale)
         client.close()

@@ -19,6 +19,12 @@ class Keys:
     def prefix(self) -> str:
         return "{" + self.namespace + "}"
 
+    @property
+    def pattern(self) -> str:
+        """A SCAN MATCH pattern for every key of this namespace (glob characters escaped)."""
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
+        return escaped + "*"
+
     # Streams
     @property
     def requests(self) -> str:

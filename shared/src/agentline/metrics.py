@@ -23,6 +23,14 @@ VOICE_BUCKETS: tuple[float, ...] = (
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+def _scrape_client(redis_url: str) -> redis.Redis:
+    """A short-lived synchronous client for one scrape: quick to give up, so that a Redis
+    outage shows as ``redis_up 0`` rather than as a slow scrape."""
+    return redis.Redis.from_url(
+        redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True
+    )
+
+
 class StreamBacklogCollector(Collector):
     """Lag, pending and dead-letter counts of the requests stream, read at scrape time.
 
@@ -48,12 +56,7 @@ class StreamBacklogCollector(Collector):
         dead = GaugeMetricFamily(f"{self.prefix}dead_letters", "Entries in the dead-letter stream")
         up = GaugeMetricFamily(f"{self.prefix}redis_up", "1 when Redis answered this scrape")
         try:
-            client = redis.Redis.from_url(
-                self.redis_url,
-                socket_timeout=1.0,
-                socket_connect_timeout=1.0,
-                decode_responses=True,
-            )
+            client = _scrape_client(self.redis_url)
             try:
                 length = int(client.xlen(self.keys.requests))
                 lag_value, pending_value = length, 0
@@ -102,12 +105,7 @@ class AdmissionCollector(Collector):
             f"{self.prefix}admission_waiting", "Dispatches waiting for a slot", labels=labels
         )
         try:
-            client = redis.Redis.from_url(
-                self.redis_url,
-                socket_timeout=1.0,
-                socket_connect_timeout=1.0,
-                decode_responses=True,
-            )
+            client = _scrape_client(self.redis_url)
             try:
                 names: Any = client.smembers(self.keys.admission_agents)
                 for name in sorted(str(n) for n in names):

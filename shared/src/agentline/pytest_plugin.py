@@ -16,7 +16,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from agentline.keys import Keys
-from agentline.redis_conn import EmbeddedRedis, make_client, ping
+from agentline.redis_conn import EmbeddedRedis, delete_namespace, make_client, ping
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +44,5 @@ async def redis_client(redis_url: str, keys: Keys) -> AsyncIterator[Redis]:
     try:
         yield client
     finally:
-        stale = [
-            key
-            async for key in client.scan_iter(
-                match=keys.prefix.replace("{", "\\{").replace("}", "\\}") + "*", count=1000
-            )
-        ]
-        if stale:
-            await client.delete(*stale)
+        await delete_namespace(client, keys)
         await client.aclose()

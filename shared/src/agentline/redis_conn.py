@@ -14,6 +14,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agentline.keys import Keys
+
 log = logging.getLogger("agentline.redis")
 
 
@@ -34,6 +36,18 @@ def make_client(url: str, max_connections: int = 64, **kwargs: Any) -> Redis:
     options.update(kwargs)
     pool = BlockingConnectionPool.from_url(url, **options)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+
+
+async def delete_namespace(redis: Redis, keys: Keys, batch: int = 1000) -> None:
+    """Remove every key of ``keys``' namespace (tests and benchmarks clean up with it)."""
+    found: list[Any] = []
+    async for key in redis.scan_iter(match=keys.pattern, count=batch):
+        found.append(key)
+        if len(found) >= batch:
+            await redis.unlink(*found)
+            found.clear()
+    if found:
+        await redis.unlink(*found)
 
 
 async def ping(url: str, wait_seconds: float = 1.0) -> bool:

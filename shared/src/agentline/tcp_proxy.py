@@ -1,4 +1,5 @@
-"""A loopback TCP proxy that a test can cut and restore (Redis "unreachable")."""
+"""For outage tests: a loopback TCP proxy in front of a server (Redis) that a test can cut
+(connections dropped, new ones refused) or stop and start again on the same port."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ class CuttableProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.server: asyncio.Server | None = None
-        self.port = 0
+        self.port = 0  # chosen at the first start, kept by later ones
         self.cut = False
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -23,6 +24,7 @@ class CuttableProxy:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+            self.server = None
 
     def disconnect_all(self) -> None:
         for writer in list(self._writers):
