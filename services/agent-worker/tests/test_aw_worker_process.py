@@ -15,7 +15,7 @@ from livekit import api
 from agent_worker.realtime_standin import RunningStandin, StandinConfig, running_standin
 from agent_worker.testing import dispatch
 from agentline.registry import WorkerRegistry
-from agentline.schema import WorkerEvent
+from agentline.schema import WorkerEvent, WorkerInfo
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -26,6 +26,17 @@ def kinds_for(events: list[WorkerEvent], dispatch_id: str) -> list[str]:
 
 def count(events: list[WorkerEvent], kind: str) -> int:
     return sum(1 for e in events if e.kind.value == kind)
+
+
+async def _live_workers(registry: WorkerRegistry) -> list[WorkerInfo]:
+    """The registry's live workers once the worker's entry is there: its heartbeat (every
+    0.5 s here, kept 1.5 s) can come late while its job processes load the machine."""
+    for _ in range(50):
+        workers = await registry.live_workers()
+        if workers:
+            return workers
+        await asyncio.sleep(0.1)
+    return []
 
 
 async def test_capacity_events_metrics_registry_and_drain(
@@ -71,7 +82,7 @@ async def test_capacity_events_metrics_registry_and_drain(
         assert m[("agent_worker_job_failures_total", (("stage", "join"),))] == 0
 
         registry = WorkerRegistry(ns_stack.redis, ns_stack.keys)
-        (info,) = await registry.live_workers()
+        (info,) = await _live_workers(registry)
         assert (info.agent_name, info.capacity, info.active_jobs) == ("travel-assistant", 2, 2)
         assert info.load == 1.0 and not info.draining and info.livekit_worker_id.startswith("AW_")
 
@@ -85,7 +96,7 @@ async def test_capacity_events_metrics_registry_and_drain(
         assert status == 503 and body["draining"] is True
         await asyncio.sleep(1.0)
         assert worker.proc.returncode is None  # still finishing its jobs
-        (info,) = await registry.live_workers()
+        (info,) = await _live_workers(registry)
         assert info.draining
         for d in accepted:
             await lk_api.room.delete_room(api.DeleteRoomRequest(room=f"room-{d}"))
