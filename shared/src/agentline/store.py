@@ -57,8 +57,8 @@ return {1, ARGV[1], entry}
 
 # KEYS: record, dispatch events, lifecycle stream, active set, deadlines
 # ARGV: target, allowed-from (space separated), now ms, terminal ttl (0: not terminal),
-#       expected version ('' for any), lifecycle maxlen, n record pairs, pairs...,
-#       n event pairs, pairs...
+#       expected version ('' for any), lifecycle maxlen, next deadline ms ('' for none),
+#       n record pairs, pairs..., n event pairs, pairs...
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {-1, ''} end
@@ -70,13 +70,13 @@ if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'version') ~= ARGV[5] then
 end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at_ms', ARGV[3], 't_' .. ARGV[1], ARGV[3])
-local n = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
 if n > 0 then
   local fields = {}
-  for i = 1, n * 2 do fields[i] = ARGV[7 + i] end
+  for i = 1, n * 2 do fields[i] = ARGV[8 + i] end
   redis.call('HSET', KEYS[1], unpack(fields))
 end
-local base = 8 + n * 2
+local base = 9 + n * 2
 local m = tonumber(ARGV[base])
 local event = {'seq', tostring(version), 'previous', current}
 for i = 1, m * 2 do event[4 + i] = ARGV[base + i] end
@@ -88,6 +88,8 @@ if ttl > 0 then
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('ZREM', KEYS[4], redis.call('HGET', KEYS[1], 'id'))
   redis.call('ZREM', KEYS[5], redis.call('HGET', KEYS[1], 'id'))
+elseif ARGV[7] ~= '' then
+  redis.call('ZADD', KEYS[5], ARGV[7], redis.call('HGET', KEYS[1], 'id'))
 end
 return {1, current, version, event_id}
 """
@@ -228,8 +230,11 @@ class DispatchStore:
         detail: dict[str, str] | None = None,
         expected_version: int | None = None,
         at_ms: int | None = None,
+        next_look_at_ms: int | None = None,
     ) -> TransitionResult:
-        """Move a dispatch to ``target`` if allowed from its current state (and version)."""
+        """Move a dispatch to ``target`` if allowed from its current state (and version).
+        ``next_look_at_ms``: when applied (and not terminal), also set its deadline to that
+        time, in the same round trip."""
         at = at_ms or now_ms()
         updates = {k: _field_text(v) for k, v in (fields or {}).items()}
         if reason is not None:
@@ -259,6 +264,7 @@ class DispatchStore:
                 ttl,
                 "" if expected_version is None else str(expected_version),
                 LIFECYCLE_STREAM_MAXLEN,
+                "" if next_look_at_ms is None else str(next_look_at_ms),
                 *_pairs(updates),
                 *_pairs(event),
             ],

@@ -160,7 +160,10 @@ class Engine:
         fields: dict[str, Any] | None = None,
         detail: dict[str, str] | None = None,
         expected_version: int | None = None,
+        next_look_in_ms: int | None = None,
     ) -> TransitionResult:
+        """Record the transition; ``next_look_in_ms``: schedule its deadline in the same
+        round trip (when applied)."""
         at = now_ms()
         result = await io(
             self.ctx.store.transition(
@@ -171,6 +174,7 @@ class Engine:
                 detail=detail,
                 expected_version=expected_version,
                 at_ms=at,
+                next_look_at_ms=None if next_look_in_ms is None else at + next_look_in_ms,
             )
         )
         if result.applied:
@@ -343,7 +347,15 @@ class Engine:
     ) -> None:
         fields = {"livekit_dispatch_id": livekit_id, "path": path.value, "attempts": attempt}
         record.path = path
-        result = await self.move(record, DispatchState.DISPATCHED, "livekit", fields=fields)
+        timeout = self.ctx.stage_timeout_ms(DispatchState.DISPATCHED) or self.ctx.poll_ms
+        first_look_ms = min(self.ctx.poll_ms, timeout)
+        result = await self.move(
+            record,
+            DispatchState.DISPATCHED,
+            "livekit",
+            fields=fields,
+            next_look_in_ms=first_look_ms,
+        )
         if not result.applied:
             if result.previous is None or is_terminal(result.previous):
                 # Cancelled (or failed) while we were creating it: undo what we created.
@@ -352,16 +364,9 @@ class Engine:
                 return
             # A faster signal already moved it on; keep the LiveKit ids anyway.
             await io(self.ctx.store.update_fields(record.id, fields))
-            if result.previous is DispatchState.SPEAKING:  # its slow check is scheduled
-                await io(self.ctx.leases.release(record.id))
-                return
-        timeout = self.ctx.stage_timeout_ms(DispatchState.DISPATCHED) or self.ctx.poll_ms
-        async with self.ctx.redis.pipeline(transaction=False) as pipe:
-            self.ctx.deadlines.schedule_in(
-                pipe, record.id, now_ms() + min(self.ctx.poll_ms, timeout)
-            )
-            await self.ctx.leases.release_in(pipe, record.id)
-            await io(pipe.execute())
+            if result.previous is not DispatchState.SPEAKING:  # else its slow check is scheduled
+                await io(self.ctx.deadlines.schedule(record.id, now_ms() + first_look_ms))
+        await io(self.ctx.leases.release(record.id))
 
     async def remove_from_livekit(self, record: DispatchRecord, livekit_id: str = "") -> None:
         """Delete the dispatch(es) of this record and remove its agent; best effort."""

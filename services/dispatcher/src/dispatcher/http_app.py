@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from livekit import api
 from prometheus_client import CollectorRegistry
@@ -24,7 +23,7 @@ from agentline.metrics import METRICS_CONTENT_TYPE, render_metrics
 from dispatcher.loops import REDIS_ERRORS, Health
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.overhead import step
-from dispatcher.signals import from_webhook
+from dispatcher.signals import from_webhook, webhook_decoder
 from dispatcher.tracking import Tracker
 
 log = get_logger("dispatcher.http")
@@ -33,20 +32,6 @@ MAX_WEBHOOK_BYTES = 1 << 20
 RELEVANT_EVENTS = frozenset(
     {"participant_joined", "participant_left", "track_published", "room_finished"}
 )
-
-
-class _EventKind(msgspec.Struct):
-    event: str = ""
-
-
-_kind_decoder = msgspec.json.Decoder(_EventKind)
-
-
-def _event_kind(body: str) -> str:
-    try:
-        return _kind_decoder.decode(body).event
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return ""  # not JSON: WebhookReceiver reports it (after the signature check)
 
 
 class WebhookStats:
@@ -99,7 +84,6 @@ class WebhookHandler:
         metrics: DispatcherMetrics,
     ) -> None:
         self.verifier = verifier
-        self.receiver = api.WebhookReceiver(verifier)
         self.tracker = tracker
         self.stats = stats
         self.metrics = metrics
@@ -111,22 +95,19 @@ class WebhookHandler:
         body = await request.text()
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else auth
-        kind = _event_kind(body)
         try:
-            if kind in RELEVANT_EVENTS:
-                event: api.WebhookEvent | None = self.receiver.receive(body, token)
-            else:
-                # Verified all the same, but an event we ignore is not parsed (it is most of
-                # the traffic: room_started, track_unpublished, participant_left of callers...).
-                self._verify_only(body, token)
-                event = None
-        except Exception as error:  # the SDK raises plain Exceptions (and jwt/protobuf errors)
+            # What livekit-api's WebhookReceiver checks (signature, body hash), then only the
+            # fields that can move a dispatch are decoded (see signals.WebhookBody).
+            self._verify(body, token)
+            event = webhook_decoder.decode(body)
+        except Exception as error:  # the SDK raises plain Exceptions (and jwt/msgspec errors)
             self.stats.bad(f"{type(error).__name__}: {error}")
             self.metrics.webhooks.labels("bad_signature").inc()
             log.warning("webhook refused", error=str(error))
             return web.Response(status=401, text="invalid webhook signature\n")
+        kind = event.event
         self.stats.ok(kind)
-        signal = from_webhook(event) if event is not None else None
+        signal = from_webhook(event) if kind in RELEVANT_EVENTS else None
         if signal is None:
             self.metrics.webhooks.labels("ignored").inc()
             return web.Response(text="ok\n")
@@ -148,7 +129,7 @@ class WebhookHandler:
         self.metrics.webhooks.labels("applied" if moved else "no_change").inc()
         return web.Response(text="ok\n")
 
-    def _verify_only(self, body: str, token: str) -> None:
+    def _verify(self, body: str, token: str) -> None:
         """What ``WebhookReceiver.receive`` checks (signature, body hash), without parsing."""
         claims = self.verifier.verify(token)
         if not claims.sha256:

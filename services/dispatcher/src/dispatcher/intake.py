@@ -52,6 +52,7 @@ async def start_dispatch(
     if not room_claimed and not await _take_room(engine, record):
         await io(ctx.leases.release(dispatch_id))
         return
+    ctx.rooms.remember(record.room, dispatch_id)
     await first_attempt(engine, record)
 
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 import aiohttp
 from livekit import api
 
+from dispatcher.livekit_auth import CachedAuthHeaders
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.overhead import io_time
 
@@ -103,6 +104,8 @@ class LiveKitGateway:
         )
         # failover=False: region failover is for LiveKit Cloud; retries are ours.
         self._api = api.LiveKitAPI(url, api_key, api_secret, session=self._session, failover=False)
+        self.auth = CachedAuthHeaders(api_key, api_secret)
+        self.auth.install(self._api.room, self._api.agent_dispatch)
         self._metrics = metrics
 
     async def aclose(self) -> None:

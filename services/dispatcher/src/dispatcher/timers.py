@@ -51,9 +51,6 @@ class Deadlines:
         self.key = keys.deadlines
         self._claim = redis.register_script(_CLAIM_DUE)
 
-    def schedule_in(self, pipe: Pipeline, dispatch_id: str, at_ms: int) -> None:
-        pipe.zadd(self.key, {dispatch_id: at_ms})
-
     async def schedule(self, dispatch_id: str, at_ms: int, only_if_absent: bool = False) -> None:
         await self.redis.zadd(self.key, {dispatch_id: at_ms}, nx=only_if_absent)
 
@@ -129,27 +126,30 @@ class Leases:
         if holding is not None:
             await self._if_ours(keys=[self.key(dispatch_id)], args=[holding[0]])
 
-    async def release_in(self, pipe: Pipeline, dispatch_id: str) -> None:
-        holding = self.held.pop(dispatch_id, None)
-        if holding is not None:
-            # On a pipeline the script call only queues the command; execute() runs it.
-            await self._if_ours(keys=[self.key(dispatch_id)], args=[holding[0]], client=pipe)
-
     async def remaining_ms(self, dispatch_id: str) -> int:
         return int(await self.redis.pttl(self.key(dispatch_id)))
 
 
 class RoomOwners:
     TTL_SECONDS = 24 * 3600
+    KNOWN_MAX = 100_000
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        # Owners this replica claimed or read: a hint that saves the webhook path a GET (a
+        # room's owner changes only after its dispatch ended, which the reader checks).
+        self.known: dict[str, str] = {}
         self._if_ours = redis.register_script(_IF_OURS)
         self._replace = redis.register_script(_REPLACE)
 
     def claim_in(self, pipe: Pipeline, room: str, dispatch_id: str) -> None:
         pipe.set(self.keys.room_dispatch(room), dispatch_id, nx=True, ex=self.TTL_SECONDS)
+
+    def remember(self, room: str, dispatch_id: str) -> None:
+        if len(self.known) >= self.KNOWN_MAX:
+            self.known.clear()
+        self.known[room] = dispatch_id
 
     async def owner(self, room: str) -> str | None:
         value = await self.redis.get(self.keys.room_dispatch(room))

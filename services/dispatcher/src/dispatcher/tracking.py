@@ -26,7 +26,6 @@ _TRACKED = (DispatchState.DISPATCHED, DispatchState.ASSIGNED, DispatchState.JOIN
 _BEFORE_JOIN = (DispatchState.DISPATCHING, DispatchState.DISPATCHED, DispatchState.ASSIGNED)
 # A speaking dispatch is only checked now and then (its end normally comes as a signal).
 SPEAKING_POLL_MS = 30_000
-ROOM_CACHE_MAX = 100_000
 
 
 def _forward(current: DispatchState, target: DispatchState) -> bool:
@@ -37,13 +36,7 @@ class Tracker:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.ctx = engine.ctx
-        self._room_cache: dict[str, str] = {}
         self.retries = StageRetries(engine, self._apply_presence, self.room_or_agent_gone)
-
-    def remember_room(self, room: str, dispatch_id: str) -> None:
-        if len(self._room_cache) >= ROOM_CACHE_MAX:
-            self._room_cache.clear()
-        self._room_cache[room] = dispatch_id
 
     # -- signals ----------------------------------------------------------------------------
     async def apply(self, signal: Signal) -> tuple[str, DispatchState | None]:
@@ -52,9 +45,9 @@ class Tracker:
         dispatch_id: str | None = signal.dispatch_id
         record = None
         if not dispatch_id:
-            # The room's owner rarely changes (only after its dispatch ended): cache it, and
-            # re-read it when the cached dispatch turns out to be over.
-            dispatch_id = self._room_cache.get(signal.room)
+            # The room's owner rarely changes (only after its dispatch ended): known owners
+            # are re-read when the known dispatch turns out to be over.
+            dispatch_id = ctx.rooms.known.get(signal.room)
             if dispatch_id is not None:
                 record = await io(ctx.store.get(dispatch_id))
                 if record is None or record.is_terminal:
@@ -62,7 +55,7 @@ class Tracker:
             if dispatch_id is None:
                 dispatch_id = await io(ctx.rooms.owner(signal.room))
                 if dispatch_id:
-                    self.remember_room(signal.room, dispatch_id)
+                    ctx.rooms.remember(signal.room, dispatch_id)
         if record is None and dispatch_id:
             record = await io(ctx.store.get(dispatch_id))
         moved = None
@@ -128,10 +121,11 @@ class Tracker:
         fields: dict[str, str] | None = None,
         reason: FailureReason | None = None,
     ) -> DispatchState | None:
-        result = await self.engine.move(record, target, source, fields=fields, reason=reason)
-        if result.applied and target is DispatchState.SPEAKING:
-            # Speaking: only the slow end-of-call check remains (saves the poll visit).
-            await io(self.ctx.deadlines.schedule(record.id, now_ms() + SPEAKING_POLL_MS))
+        # Speaking: only the slow end-of-call check remains (saves the poll visit).
+        next_look = SPEAKING_POLL_MS if target is DispatchState.SPEAKING else None
+        result = await self.engine.move(
+            record, target, source, fields=fields, reason=reason, next_look_in_ms=next_look
+        )
         return target if result.applied else None
 
     async def room_or_agent_gone(self, record: DispatchRecord, source: str) -> DispatchState | None:
