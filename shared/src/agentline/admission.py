@@ -137,16 +137,20 @@ class Admission:
         keys: Keys,
         reserve_ms: int = 15_000,
         job_hold_ms: int = 6 * 3600 * 1000,
+        scripts_redis: Redis | None = None,
     ) -> None:
+        """``scripts_redis``: where the scripts run (a per-dispatch path: the dispatcher's
+        pipelined connection); the queue reads use ``redis``."""
         self.redis = redis
         self.keys = keys
         self.reserve_ms = reserve_ms  # unconfirmed reservation lifetime (≥ assign timeout)
         self.job_hold_ms = job_hold_ms  # confirmed: until the job ends (bounded)
-        self._admit = redis.register_script(_ADMIT)
-        self._release = redis.register_script(_RELEASE_AND_PUMP)
-        self._confirm = redis.register_script(_CONFIRM)
-        self._release_by = redis.register_script(_RELEASE_BY)
-        self._status = redis.register_script(_STATUS)
+        scripts = scripts_redis or redis
+        self._admit = scripts.register_script(_ADMIT)
+        self._release = scripts.register_script(_RELEASE_AND_PUMP)
+        self._confirm = scripts.register_script(_CONFIRM)
+        self._release_by = scripts.register_script(_RELEASE_BY)
+        self._status = scripts.register_script(_STATUS)
 
     def _keys(self, agent_name: str) -> list[str]:
         return [

@@ -64,7 +64,8 @@ class LeaseLost(Exception):
 class Context:
     """What every part of the dispatcher shares."""
 
-    redis: Redis
+    redis: Redis  # the pool: blocking reads and the rest
+    hot_redis: Redis  # the per-dispatch commands, pipelined (agentline.redis_mux); never blocking
     keys: Keys
     settings: DispatcherSettings
     store: DispatchStore

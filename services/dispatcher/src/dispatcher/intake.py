@@ -30,7 +30,7 @@ async def start_dispatch(
 ) -> None:
     ctx = engine.ctx
     dispatch_id = request.dispatch_id
-    async with ctx.redis.pipeline(transaction=False) as pipe:
+    async with ctx.hot_redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(ctx.keys.dispatch(dispatch_id))
         token = ctx.leases.acquire_in(pipe, dispatch_id, ctx.lease_ms)
         ctx.rooms.claim_in(pipe, request.room, dispatch_id)

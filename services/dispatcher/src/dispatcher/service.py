@@ -16,6 +16,7 @@ from agentline.admission import Admission
 from agentline.keys import Keys
 from agentline.logs import get_logger
 from agentline.redis_conn import make_client
+from agentline.redis_mux import hot_client
 from agentline.registry import InstanceHeartbeats, WorkerRegistry
 from agentline.settings import DispatcherSettings, RegistryPolicy
 from agentline.store import DispatchStore
@@ -55,6 +56,10 @@ class DispatcherService:
         self.redis = make_client(
             settings.redis_url, max_connections=settings.max_in_flight + 64, socket_timeout=10.0
         )
+        # The per-dispatch commands (records, transitions, deadlines, leases, room owners) on
+        # one pipelined connection: redis-py's client costs ~70 µs of CPU per command, the
+        # pipelined one ~10 µs; blocking reads and everything else stay on the pool.
+        self.hot_redis = hot_client(settings.redis_url, self.redis, timeout=10.0)
         self.gateway = LiveKitGateway(
             settings.livekit_http_url,
             settings.livekit_api_key,
@@ -64,16 +69,19 @@ class DispatcherService:
         )
         ctx = Context(
             redis=self.redis,
+            hot_redis=self.hot_redis,
             keys=self.keys,
             settings=settings,
-            store=DispatchStore(self.redis, self.keys),
+            store=DispatchStore(self.hot_redis, self.keys),
             gateway=self.gateway,
             served=ServedNames(WorkerRegistry(self.redis, self.keys)),
             metrics=self.metrics,
-            deadlines=Deadlines(self.redis, self.keys),
-            leases=Leases(self.redis, self.keys, self.consumer),
-            rooms=RoomOwners(self.redis, self.keys),
-            admission=Admission(self.redis, self.keys) if admission_on(settings) else None,
+            deadlines=Deadlines(self.hot_redis, self.keys),
+            leases=Leases(self.hot_redis, self.keys, self.consumer),
+            rooms=RoomOwners(self.hot_redis, self.keys),
+            admission=Admission(self.redis, self.keys, scripts_redis=self.hot_redis)
+            if admission_on(settings)
+            else None,
         )
         self.engine = Engine(ctx)
         self.tracker = Tracker(self.engine)
@@ -172,5 +180,7 @@ class DispatcherService:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.gateway.aclose()
+        if self.hot_redis is not self.redis:
+            await self.hot_redis.aclose()
         await self.redis.aclose()
         log.info("dispatcher stopped", consumer=self.consumer)

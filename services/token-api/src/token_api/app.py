@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from agentline.heap import freeze_startup_objects
 from agentline.keys import Keys
+from agentline.redis_mux import MuxRedis
 from agentline.registry import WorkerRegistry
 from agentline.settings import TokenApiSettings, load_settings
 from agentline.store import DispatchStore
@@ -36,7 +37,6 @@ from token_api.observability import LeanPrometheusMiddleware
 from token_api.problems import EXCEPTION_HANDLERS
 from token_api.ratelimit import RateLimiter
 from token_api.redis_client import redis_client
-from token_api.redis_mux import MuxRedis
 from token_api.schemas import SAFE_NAME_PATTERN
 from token_api.state import STATE_KEY, AppState
 from token_api.tokens import TokenMinter

@@ -8,13 +8,13 @@ from typing import Any
 from redis.asyncio import Redis
 
 from agentline.keys import Keys
+from agentline.redis_mux import MuxRedis
 from agentline.registry import WorkerRegistry
 from agentline.settings import TokenApiSettings
 from agentline.store import DispatchStore
 from token_api.apikeys import ApiKeys
 from token_api.idempotency import IdempotencyStore
 from token_api.ratelimit import RateLimiter
-from token_api.redis_mux import MuxRedis
 from token_api.tokens import TokenMinter
 
 STATE_KEY = "token_api"

@@ -14,9 +14,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentline.keys import Keys
 from agentline.redis_conn import delete_namespace
+from agentline.redis_mux import MuxRedis
 from agentline.schema import DispatchRequest
 from agentline.store import DispatchStore
-from token_api.redis_mux import MuxRedis
 
 
 async def test_concurrent_commands_get_their_own_replies(
