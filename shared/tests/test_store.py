@@ -184,3 +184,30 @@ async def test_queue_update_appends_event_without_transition(redis_client, keys)
     # the dispatch that is no longer waiting got nothing
     assert len(await store.events(dispatching.dispatch_id)) == 2
     assert await store.queue_updates([]) == 0
+
+
+async def test_transition_schedules_next_look_and_releases_a_held_key(redis_client, keys):
+    store = DispatchStore(redis_client, keys)
+    request = _request()
+    await store.create(request)
+    lease = f"{keys.prefix}:lease-test"
+    await redis_client.set(lease, "mine")
+    await store.transition(request.dispatch_id, DispatchState.DISPATCHING)
+    refused = await store.transition(
+        request.dispatch_id, DispatchState.ENDED, next_look_at_ms=111, release=(lease, "mine")
+    )
+    assert not refused.applied  # not applied: neither the deadline nor the key is touched
+    assert await redis_client.zscore(keys.deadlines, request.dispatch_id) is None
+    assert await redis_client.get(lease) == "mine"
+    await store.transition(
+        request.dispatch_id, DispatchState.DISPATCHED, next_look_at_ms=222, release=(lease, "other")
+    )
+    assert await redis_client.zscore(keys.deadlines, request.dispatch_id) == 222
+    assert await redis_client.get(lease) == "mine"  # another holder's value: kept
+    await store.transition(
+        request.dispatch_id, DispatchState.ASSIGNED, next_look_at_ms=333, release=(lease, "mine")
+    )
+    assert await redis_client.zscore(keys.deadlines, request.dispatch_id) == 333
+    assert await redis_client.get(lease) is None
+    await store.transition(request.dispatch_id, DispatchState.FAILED, next_look_at_ms=444)
+    assert await redis_client.zscore(keys.deadlines, request.dispatch_id) is None  # terminal

@@ -55,10 +55,10 @@ end
 return {1, ARGV[1], entry}
 """
 
-# KEYS: record, dispatch events, lifecycle stream, active set, deadlines
+# KEYS: record, dispatch events, lifecycle stream, active set, deadlines, [a key to release]
 # ARGV: target, allowed-from (space separated), now ms, terminal ttl (0: not terminal),
 #       expected version ('' for any), lifecycle maxlen, next deadline ms ('' for none),
-#       n record pairs, pairs..., n event pairs, pairs...
+#       n record pairs, pairs..., n event pairs, pairs..., [the value the key must hold]
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {-1, ''} end
@@ -90,6 +90,9 @@ if ttl > 0 then
   redis.call('ZREM', KEYS[5], redis.call('HGET', KEYS[1], 'id'))
 elseif ARGV[7] ~= '' then
   redis.call('ZADD', KEYS[5], ARGV[7], redis.call('HGET', KEYS[1], 'id'))
+end
+if KEYS[6] and redis.call('GET', KEYS[6]) == ARGV[base + m * 2 + 1] then
+  redis.call('DEL', KEYS[6])
 end
 return {1, current, version, event_id}
 """
@@ -231,10 +234,12 @@ class DispatchStore:
         expected_version: int | None = None,
         at_ms: int | None = None,
         next_look_at_ms: int | None = None,
+        release: tuple[str, str] | None = None,
     ) -> TransitionResult:
         """Move a dispatch to ``target`` if allowed from its current state (and version).
         ``next_look_at_ms``: when applied (and not terminal), also set its deadline to that
-        time, in the same round trip."""
+        time; ``release`` (key, value): when applied, delete that key if it holds that value
+        (a lease); both in the same round trip."""
         at = at_ms or now_ms()
         updates = {k: _field_text(v) for k, v in (fields or {}).items()}
         if reason is not None:
@@ -256,6 +261,7 @@ class DispatchStore:
                 self.keys.lifecycle_events,
                 self.keys.active_dispatches,
                 self.keys.deadlines,
+                *([release[0]] if release else []),
             ],
             args=[
                 target.value,
@@ -267,6 +273,7 @@ class DispatchStore:
                 "" if next_look_at_ms is None else str(next_look_at_ms),
                 *_pairs(updates),
                 *_pairs(event),
+                *([release[1]] if release else []),
             ],
         )
         status = int(result[0])

@@ -162,9 +162,10 @@ class Engine:
         detail: dict[str, str] | None = None,
         expected_version: int | None = None,
         next_look_in_ms: int | None = None,
+        release: tuple[str, str] | None = None,
     ) -> TransitionResult:
-        """Record the transition; ``next_look_in_ms``: schedule its deadline in the same
-        round trip (when applied)."""
+        """Record the transition; ``next_look_in_ms``: schedule its deadline, ``release``:
+        release a lease (``Leases.held_key``), in the same round trip (when applied)."""
         at = now_ms()
         result = await io(
             self.ctx.store.transition(
@@ -176,6 +177,7 @@ class Engine:
                 expected_version=expected_version,
                 at_ms=at,
                 next_look_at_ms=None if next_look_in_ms is None else at + next_look_in_ms,
+                release=release,
             )
         )
         if result.applied:
@@ -350,23 +352,27 @@ class Engine:
         record.path = path
         timeout = self.ctx.stage_timeout_ms(DispatchState.DISPATCHED) or self.ctx.poll_ms
         first_look_ms = min(self.ctx.poll_ms, timeout)
+        lease = self.ctx.leases.held_key(record.id)
         result = await self.move(
             record,
             DispatchState.DISPATCHED,
             "livekit",
             fields=fields,
             next_look_in_ms=first_look_ms,
+            release=lease,
         )
-        if not result.applied:
-            if result.previous is None or is_terminal(result.previous):
-                # Cancelled (or failed) while we were creating it: undo what we created.
-                await self.remove_from_livekit(record, livekit_id)
-                await self.ctx.leases.release(record.id)
-                return
-            # A faster signal already moved it on; keep the LiveKit ids anyway.
-            await io(self.ctx.store.update_fields(record.id, fields))
-            if result.previous is not DispatchState.SPEAKING:  # else its slow check is scheduled
-                await io(self.ctx.deadlines.schedule(record.id, now_ms() + first_look_ms))
+        if result.applied:
+            self.ctx.leases.forget(record.id)  # the transition released it
+            return
+        if result.previous is None or is_terminal(result.previous):
+            # Cancelled (or failed) while we were creating it: undo what we created.
+            await self.remove_from_livekit(record, livekit_id)
+            await self.ctx.leases.release(record.id)
+            return
+        # A faster signal already moved it on; keep the LiveKit ids anyway.
+        await io(self.ctx.store.update_fields(record.id, fields))
+        if result.previous is not DispatchState.SPEAKING:  # else its slow check is scheduled
+            await io(self.ctx.deadlines.schedule(record.id, now_ms() + first_look_ms))
         await io(self.ctx.leases.release(record.id))
 
     async def remove_from_livekit(self, record: DispatchRecord, livekit_id: str = "") -> None:

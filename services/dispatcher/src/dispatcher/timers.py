@@ -121,6 +121,15 @@ class Leases:
         self.held[dispatch_id] = (token, time.monotonic())
         return True
 
+    def held_key(self, dispatch_id: str) -> tuple[str, str] | None:
+        """(key, token) of our holding, for a script that deletes the key if it still holds
+        the token (``DispatchStore.transition(release=...)``); then :meth:`forget` it."""
+        holding = self.held.get(dispatch_id)
+        return None if holding is None else (self.key(dispatch_id), holding[0])
+
+    def forget(self, dispatch_id: str) -> None:
+        self.held.pop(dispatch_id, None)
+
     async def release(self, dispatch_id: str) -> None:
         holding = self.held.pop(dispatch_id, None)
         if holding is not None:
