@@ -6,6 +6,7 @@ caller who hears the agent)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,15 +29,20 @@ def count(events: list[WorkerEvent], kind: str) -> int:
     return sum(1 for e in events if e.kind.value == kind)
 
 
-async def _live_workers(registry: WorkerRegistry) -> list[WorkerInfo]:
-    """The registry's live workers once the worker's entry is there: its heartbeat (every
-    0.5 s here, kept 1.5 s) can come late while its job processes load the machine."""
+async def _live_workers(
+    registry: WorkerRegistry,
+    settled: Callable[[list[WorkerInfo]], bool] = bool,
+) -> list[WorkerInfo]:
+    """The registry's live workers once ``settled`` holds (by default: the worker's entry is
+    there), or the last read: its heartbeat (every 0.5 s here, kept 1.5 s) carries a change a
+    beat later, and can come late while its job processes load the machine."""
+    workers: list[WorkerInfo] = []
     for _ in range(50):
         workers = await registry.live_workers()
-        if workers:
+        if settled(workers):
             return workers
         await asyncio.sleep(0.1)
-    return []
+    return workers
 
 
 async def test_capacity_events_metrics_registry_and_drain(
@@ -82,7 +88,7 @@ async def test_capacity_events_metrics_registry_and_drain(
         assert m[("agent_worker_job_failures_total", (("stage", "join"),))] == 0
 
         registry = WorkerRegistry(ns_stack.redis, ns_stack.keys)
-        (info,) = await _live_workers(registry)
+        (info,) = await _live_workers(registry, lambda ws: bool(ws) and ws[0].active_jobs == 2)
         assert (info.agent_name, info.capacity, info.active_jobs) == ("travel-assistant", 2, 2)
         assert info.load == 1.0 and not info.draining and info.livekit_worker_id.startswith("AW_")
 
@@ -96,7 +102,7 @@ async def test_capacity_events_metrics_registry_and_drain(
         assert status == 503 and body["draining"] is True
         await asyncio.sleep(1.0)
         assert worker.proc.returncode is None  # still finishing its jobs
-        (info,) = await _live_workers(registry)
+        (info,) = await _live_workers(registry, lambda ws: bool(ws) and ws[0].draining)
         assert info.draining
         for d in accepted:
             await lk_api.room.delete_room(api.DeleteRoomRequest(room=f"room-{d}"))
