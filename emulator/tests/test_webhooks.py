@@ -13,8 +13,10 @@ import pytest
 from livekit import api
 from livekit.protocol import models
 
+from livekit_emulator.config import EmulatorConfig
 from livekit_emulator.testing import running_emulator, wait_until
 from livekit_emulator.webhook_sink import WebhookSink
+from livekit_emulator.webhooks import fnv1a_32
 
 KEY = "devkey"
 SECRET = "webhook-test-secret-0123456789-abcdef"
@@ -108,6 +110,50 @@ async def test_failed_deliveries_are_retried() -> None:
         await wait_until(lambda: emu.webhooks.deliveries)
         delivery = emu.webhooks.deliveries[-1]
         assert (delivery["attempts"], delivery["status"]) == (3, 200)
+
+
+def test_senders_shard_as_the_real_server() -> None:
+    # livekit-server's URLNotifier: 10 workers, keyed by FNV-1a (32 bits) of the room name.
+    assert EmulatorConfig().webhook_senders == 10
+    assert [fnv1a_32(b""), fnv1a_32(b"a"), fnv1a_32(b"foobar")] == [
+        0x811C9DC5,
+        0xE40C292C,
+        0xBF9CF968,
+    ]
+
+
+def _rooms_on_shards(senders: int) -> tuple[str, str, str]:
+    """Two room names on one sender and a third on another."""
+    names = [f"room-{i}" for i in range(100)]
+    first = names[0]
+    same = next(
+        n for n in names[1:] if fnv1a_32(n.encode()) % senders == fnv1a_32(b"room-0") % senders
+    )
+    other = next(
+        n for n in names[1:] if fnv1a_32(n.encode()) % senders != fnv1a_32(b"room-0") % senders
+    )
+    return first, same, other
+
+
+async def test_slow_receiver_queues_behind_its_sender_only() -> None:
+    """Each sender waits for the answer before its next event (as the real server's workers):
+    a slow receiver makes events queue behind their sender, and the deliveries say so."""
+    async with (
+        WebhookSink(KEY, SECRET) as sink,
+        running_emulator(keys={KEY: SECRET}, webhook_urls=[sink.url]) as emu,
+    ):
+        sink.answer_delay_s = 0.2
+        first, same, other = _rooms_on_shards(emu.config.webhook_senders)
+        lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
+        for name in (first, same, other):
+            await lk.room.create_room(api.CreateRoomRequest(name=name))
+        await lk.aclose()
+        await wait_until(lambda: len(emu.webhooks.deliveries) == 3)
+        by_room = {d["room"]: d for d in emu.webhooks.deliveries}
+        assert all(d["took_ms"] >= 190 for d in by_room.values())
+        assert by_room[first]["queued_ms"] < 100
+        assert by_room[same]["queued_ms"] >= 150  # behind the first on its sender
+        assert by_room[other]["queued_ms"] < 100  # another sender: not held
 
 
 async def test_room_finished_after_empty_timeout() -> None:

@@ -53,9 +53,10 @@ class EmulatorConfig:
     webhook_retries: int = 3
     webhook_backoff_s: float = 0.2
     webhook_timeout_s: float = 5.0
-    # Webhooks are sent by this many senders; events of one room always go through the same
-    # one, in order.
-    webhook_senders: int = 8
+    # Webhooks are sent by this many senders, each one request at a time; events of one room
+    # always go through the same one, in order. livekit-server's URLNotifier: 10 workers
+    # (webhook num_workers), sharded by FNV-1a of the room name.
+    webhook_senders: int = 10
 
     def __post_init__(self) -> None:
         if not self.keys:

@@ -217,6 +217,7 @@ class Emulator:
             "delay_s": self.webhooks.delay_s,
             "stats": dict(self.webhooks.stats),
             "events": list(self.state.events),
+            "deliveries": list(self.webhooks.deliveries),
         }
         data["real_timing"] = self.config.real_timing
         return data

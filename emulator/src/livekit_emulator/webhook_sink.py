@@ -26,7 +26,8 @@ class Received:
 class WebhookSink:
     """``async with WebhookSink(api_key, api_secret) as sink:`` then ``sink.url``.
 
-    ``fail_next(n, status)`` answers the next ``n`` requests with ``status``."""
+    ``fail_next(n, status)`` answers the next ``n`` requests with ``status``; ``answer_delay_s``
+    makes it a slow receiver (each answer waits that long)."""
 
     def __init__(self, api_key: str, api_secret: str, path: str = "/webhook") -> None:
         self._receiver = api.WebhookReceiver(api.TokenVerifier(api_key, api_secret))
@@ -35,6 +36,7 @@ class WebhookSink:
         self._fail: list[int] = []
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
+        self.answer_delay_s = 0.0
         self.url = ""
 
     def fail_next(self, n: int, status: int = 503) -> None:
@@ -50,6 +52,8 @@ class WebhookSink:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.text()
         headers = dict(request.headers)
+        if self.answer_delay_s:
+            await asyncio.sleep(self.answer_delay_s)
         if self._fail:
             status = self._fail.pop(0)
             self.received.append(Received(body, headers, None, error=f"answered {status}"))

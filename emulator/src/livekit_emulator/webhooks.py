@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import time
-import zlib
 from collections import deque
 from typing import Any
 
@@ -44,9 +43,10 @@ class WebhookNotifier:
         self.drop = False
         self.delay_s = 0.0
         self.stats = {"queued": 0, "delivered": 0, "failed": 0, "dropped": 0, "retries": 0}
-        # Recent deliveries: {"event", "url", "status", "attempts", "error"}.
+        # Recent deliveries: {"event", "room", "url", "status", "attempts", "error", "queued_ms" (event
+        # to its delivery's start: time waiting behind its sender), "took_ms" (the POSTs)}.
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=10_000)
-        self._queues: list[asyncio.Queue[tuple[float, str, str]]] = []
+        self._queues: list[asyncio.Queue[tuple[float, str, str, str]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
@@ -107,19 +107,19 @@ class WebhookNotifier:
             self.stats["dropped"] += 1
             return
         body = json.dumps(_payload(event, room, participant, track), separators=(",", ":"))
-        shard = zlib.crc32(room.name.encode()) % len(self._queues)
+        shard = fnv1a_32(room.name.encode()) % len(self._queues)
         self.stats["queued"] += 1
-        self._queues[shard].put_nowait((asyncio.get_running_loop().time(), event, body))
+        self._queues[shard].put_nowait((asyncio.get_running_loop().time(), event, room.name, body))
 
-    async def _sender(self, queue: asyncio.Queue[tuple[float, str, str]]) -> None:
+    async def _sender(self, queue: asyncio.Queue[tuple[float, str, str, str]]) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            emitted_at, event, body = await queue.get()
+            emitted_at, event, room, body = await queue.get()
             try:
                 wait = emitted_at + self.delay_s - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                await self._deliver(event, body)
+                await self._deliver(event, room, body, emitted_at)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a sender must survive anything
@@ -127,8 +127,9 @@ class WebhookNotifier:
             finally:
                 queue.task_done()
 
-    async def _deliver(self, event: str, body: str) -> None:
+    async def _deliver(self, event: str, room: str, body: str, emitted_at: float) -> None:
         assert self._session is not None
+        loop = asyncio.get_running_loop()
         data = body.encode()
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
         headers = {
@@ -136,6 +137,7 @@ class WebhookNotifier:
             "Authorization": webhook_token(self._key, self._secret, digest),
         }
         for url in self.urls:
+            started = loop.time()
             status: int | None = None
             error = ""
             attempts = 0
@@ -159,8 +161,25 @@ class WebhookNotifier:
             if not ok:
                 logger.warning("webhook %s to %s failed: %s", event, url, error)
             self.deliveries.append(
-                {"event": event, "url": url, "status": status, "attempts": attempts, "error": error}
+                {
+                    "event": event,
+                    "room": room,
+                    "url": url,
+                    "status": status,
+                    "attempts": attempts,
+                    "error": error,
+                    "queued_ms": round((started - emitted_at) * 1000, 1),
+                    "took_ms": round((loop.time() - started) * 1000, 1),
+                }
             )
+
+
+def fnv1a_32(data: bytes) -> int:
+    """The hash the real server's webhook pool shards by (FNV-1a, 32 bits)."""
+    h = 0x811C9DC5
+    for byte in data:
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
 
 
 def _payload(
