@@ -16,6 +16,7 @@ from agentline.settings import TokenApiSettings
 from token_api.auth import caller_of
 from token_api.idempotency import body_digest, validate_key
 from token_api.problems import PROBLEM_JSON, ProblemDetails
+from token_api.responses import JSONAnswer
 from token_api.state import STATE_KEY, AppState
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -82,17 +83,17 @@ async def answer_once(
 ) -> Response[T]:
     """Run ``produce`` once per Idempotency-Key (and body); replay the first answer after."""
     if idempotency_key is None:
-        return Response(await produce(None), status_code=status)
+        return JSONAnswer(await produce(None), status_code=status)
     scoped = app.idempotency.scoped(caller_of(request), validate_key(idempotency_key))
     digest = body_digest(await request.body())
     stored = await app.idempotency.reserve(scope, scoped, digest)
     if stored is not None:
         replayed = msgspec.json.decode(stored.body, type=result_type)
-        return Response(
+        return JSONAnswer(
             replayed, status_code=stored.status, headers={"Idempotent-Replayed": "true"}
         )
     # The dispatch store keeps its own record of the key: scope it too, so that a session and
     # a re-invite sent with the same key stay apart.
     result = await produce(f"{scope}:{scoped}")
     await app.idempotency.remember(scope, scoped, digest, status, msgspec.json.encode(result))
-    return Response(result, status_code=status)
+    return JSONAnswer(result, status_code=status)
