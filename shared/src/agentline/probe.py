@@ -104,6 +104,28 @@ async def _publish_tone(source: Any, stop: asyncio.Event) -> None:
         await source.capture_frame(rtc.AudioFrame(data, SAMPLE_RATE, 1, samples))
 
 
+_leaving: set[asyncio.Future[Any]] = set()  # late connects' disconnects, kept referenced
+
+
+async def connect_bounded(room: Any, url: str, token: str, timeout_s: float) -> None:
+    """``room.connect`` within ``timeout_s``, never cancelled: a cancelled connect strands the
+    SDK's room-event handshake, and its FFI layer kills the whole process 15 s later
+    (livekit/python-sdks#784). On timeout it finishes in the background and leaves the room."""
+    connecting = asyncio.ensure_future(room.connect(url, token))
+    try:
+        await asyncio.wait_for(asyncio.shield(connecting), timeout_s)
+    except TimeoutError:
+
+        def leave(task: asyncio.Future[Any]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                disconnect = asyncio.ensure_future(room.disconnect())
+                _leaving.add(disconnect)
+                disconnect.add_done_callback(_leaving.discard)
+
+        connecting.add_done_callback(leave)
+        raise
+
+
 def _is_audible(pcm: memoryview) -> bool:
     values = pcm.cast("h") if pcm.format != "h" else pcm
     if len(values) == 0:
@@ -207,7 +229,7 @@ async def run_probe(
 
             room.on("participant_connected", on_participant)
             room.on("track_subscribed", on_track)
-            await asyncio.wait_for(room.connect(session["livekit_url"], session["token"]), 15)
+            await connect_bounded(room, session["livekit_url"], session["token"], 15)
             for participant in room.remote_participants.values():
                 on_participant(participant)
             source = rtc.AudioSource(SAMPLE_RATE, 1)
