@@ -85,8 +85,8 @@ async def test_forged_and_tampered_webhooks_are_refused(
         assert stats.bad_count == 5 and stats.last_bad_error  # the doctor flags these
         # ...while a correctly signed one is applied
         assert await _post_webhook(h.port, body, _signed(body)) == 200
-        joined = await h.store.get(dispatch_id)
-        assert joined is not None and joined.state is DispatchState.JOINED
+        # applied just after the answer (webhook_queue), not by polling (5 s interval here)
+        joined = await h.wait_state(dispatch_id, [DispatchState.JOINED], within=1)
         assert joined.agent_identity == "agent-forged"
 
 

@@ -7,8 +7,6 @@ import base64
 import contextlib
 import hashlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
@@ -23,8 +21,9 @@ from agentline.metrics import METRICS_CONTENT_TYPE, render_metrics
 from dispatcher.loops import REDIS_ERRORS, Health
 from dispatcher.metrics import DispatcherMetrics
 from dispatcher.overhead import step
-from dispatcher.signals import from_webhook, webhook_decoder
+from dispatcher.signals import Signal, from_webhook, webhook_decoder
 from dispatcher.tracking import Tracker
+from dispatcher.webhook_queue import WebhookQueue
 
 log = get_logger("dispatcher.http")
 MAX_WEBHOOK_BYTES = 1 << 20
@@ -76,20 +75,24 @@ class WebhookStats:
 
 
 class WebhookHandler:
+    """Verify, answer, then apply: a webhook is answered once its signature is checked and its
+    signal queued (``webhook_queue``: applied in order per room), so our Redis work never
+    holds LiveKit's senders."""
+
     def __init__(
         self,
         verifier: api.TokenVerifier,
         tracker: Tracker,
         stats: WebhookStats,
         metrics: DispatcherMetrics,
+        health: Health,
     ) -> None:
         self.verifier = verifier
         self.tracker = tracker
         self.stats = stats
         self.metrics = metrics
-        # LiveKit sends a room's webhooks in order; keep that order within this replica
-        # (a track_published is matched to the participant_joined before it).
-        self._room_locks: dict[str, asyncio.Lock] = {}
+        self.health = health
+        self.queue = WebhookQueue(self.apply, metrics)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.text()
@@ -111,23 +114,25 @@ class WebhookHandler:
         if signal is None:
             self.metrics.webhooks.labels("ignored").inc()
             return web.Response(text="ok\n")
-        try:
-            async with self._room_lock(signal.room):
-                with step(self.metrics.own_overhead, "signal") as clock:
-                    dispatch_id, moved = await self.tracker.apply(signal)
-                if dispatch_id:
-                    self.tracker.engine.account(
-                        dispatch_id,
-                        clock.own_seconds(),
-                        request=False,
-                        speaking=moved is not None and moved.value == "speaking",
-                    )
-        except REDIS_ERRORS as error:
+        if not self.health.redis_ok:
+            # Known down: LiveKit retries a refused webhook; one we accepted could not be kept.
             self.metrics.webhooks.labels("unavailable").inc()
-            log.warning("webhook not applied: redis unavailable", error=repr(error))
             return web.Response(status=503, text="redis unavailable\n")
-        self.metrics.webhooks.labels("applied" if moved else "no_change").inc()
+        await self.queue.submit(signal)
         return web.Response(text="ok\n")
+
+    async def apply(self, signal: Signal) -> bool:
+        """Apply one signal (called in the room's order); True when it moved the dispatch."""
+        with step(self.metrics.own_overhead, "signal") as clock:
+            dispatch_id, moved = await self.tracker.apply(signal)
+        if dispatch_id:
+            self.tracker.engine.account(
+                dispatch_id,
+                clock.own_seconds(),
+                request=False,
+                speaking=moved is not None and moved.value == "speaking",
+            )
+        return moved is not None
 
     def _verify(self, body: str, token: str) -> None:
         """What ``WebhookReceiver.receive`` checks (signature, body hash), without parsing."""
@@ -136,18 +141,6 @@ class WebhookHandler:
             raise ValueError("sha256 was not found in the token")
         if hashlib.sha256(body.encode()).digest() != base64.b64decode(claims.sha256):
             raise ValueError("hash mismatch")
-
-    @asynccontextmanager
-    async def _room_lock(self, room: str) -> AsyncIterator[None]:
-        lock = self._room_locks.get(room)
-        if lock is None:
-            lock = self._room_locks[room] = asyncio.Lock()
-        try:
-            async with lock:
-                yield
-        finally:
-            if not lock.locked() and not lock._waiters:
-                self._room_locks.pop(room, None)
 
 
 def build_app(

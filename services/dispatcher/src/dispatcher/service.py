@@ -92,8 +92,11 @@ class DispatcherService:
         self.webhook_stats = WebhookStats(self.redis, self.keys)
         # liveness for `agentline doctor` (a consumer group cannot tell a dead replica)
         self.instances = InstanceHeartbeats(self.redis, self.keys, "dispatcher")
+        self.webhooks = WebhookHandler(
+            verifier, self.tracker, self.webhook_stats, self.metrics, self.health
+        )
         self.app = build_app(
-            WebhookHandler(verifier, self.tracker, self.webhook_stats, self.metrics),
+            self.webhooks,
             self.health,
             self.metrics.registry,
         )
@@ -178,7 +181,9 @@ class DispatcherService:
         with contextlib.suppress(*REDIS_ERRORS):
             await self.webhook_stats.flush()
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.cleanup()  # no new webhooks from here on
+        # signals of webhooks already answered: applied before Redis closes
+        await self.webhooks.queue.drain(max(seconds, 1.0))
         await self.gateway.aclose()
         if self.hot_redis is not self.redis:
             await self.hot_redis.aclose()
