@@ -16,6 +16,7 @@ from token_api.controllers.common import (
     answer_once,
     problem_responses,
 )
+from token_api.requests import LeanBodyRequest
 from token_api.schemas import SessionCreate, SessionCreated, SessionToken, TokenCreate
 from token_api.state import AppState, app_state
 
@@ -24,6 +25,7 @@ class SessionController(Controller):
     path = "/v1"
     tags = ["sessions"]
     middleware = [ApiKeyMiddleware]
+    request_class = LeanBodyRequest
     security = [{"BearerAuth": []}, {"ApiKeyHeader": []}]
 
     @post(
