@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +45,12 @@ from token_api.tokens import TokenMinter
 # Probes and scrapes are neither traced nor counted: they would drown the API's own figures.
 UNMEASURED_PATHS = ["/healthz", "/readyz", "/metrics", "/schema"]
 REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
+# The collector's first generation runs after this many net new container objects (Python's
+# default: 700). Requests in flight keep a few hundred objects alive, so at the default it ran
+# every few requests and walked them again each time: ~5 % of the session path's instructions.
+# Cyclic garbage is still collected, only less often; a young collection of 20,000 objects
+# takes ~0.5 ms here.
+GC_YOUNG_THRESHOLD = 20_000
 
 
 def build_state(settings: TokenApiSettings) -> AppState:
@@ -118,6 +125,7 @@ def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Li
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         freeze_startup_objects()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         try:
             yield
         finally:
