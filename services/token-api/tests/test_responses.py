@@ -51,3 +51,18 @@ async def test_route_level_extras_take_litestars_path() -> None:
     assert response.status_code == 201
     assert response.json() == {"a": "b"}
     assert response.cookies.get("k") == "v", "the route's cookie was not dropped"
+
+
+@pytest.mark.parametrize("headers", [None, {"Idempotent-Replayed": "true"}])
+def test_answer_holds_what_litestars_response_holds(headers: dict[str, str] | None) -> None:
+    """JSONAnswer sets Response's attributes itself: the same names and values (Litestar's
+    own path, taken for HEAD, cookies and route extras, reads them)."""
+    ours = JSONAnswer({"a": "b"}, status_code=201, headers=headers)
+    theirs = Response({"a": "b"}, status_code=201, headers=headers)
+    slots = [name for cls in type(theirs).__mro__ for name in getattr(cls, "__slots__", ())]
+    assert slots, "Response keeps its state in slots"
+    for name in slots:
+        assert hasattr(ours, name) == hasattr(theirs, name), name
+        if hasattr(theirs, name):
+            assert getattr(ours, name) == getattr(theirs, name), name
+    assert getattr(ours, "__dict__", {}) == getattr(theirs, "__dict__", {})

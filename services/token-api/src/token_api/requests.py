@@ -1,4 +1,4 @@
-"""A Litestar ``Request`` whose body is read without an async generator.
+"""A Litestar ``Request`` whose body and headers are read with less machinery.
 
 Litestar's ``Request.body()`` joins the chunks of ``Request.stream()``, an async generator
 driven by a comprehension: for the one-chunk JSON bodies of the POST routes that machinery
@@ -7,6 +7,11 @@ ASGI ``http.request`` messages in a plain loop with the same checks, in the same
 with the same errors: the announced ``Content-Length`` against the route's limit (413 before
 anything is read), the bytes actually received against it, a disconnect before the end of
 the body (500, as Litestar answers it), a body read only once per connection.
+
+Its ``headers`` are the same ``Headers`` Litestar builds (a case-insensitive multidict of the
+latin-1 decoded pairs, cached in the connection's state for everyone else who asks), built
+from the ``CIMultiDict`` directly: Litestar's constructor first asks ``isinstance`` of
+``typing.Mapping``, which walks the ABC machinery on every request.
 """
 
 from __future__ import annotations
@@ -15,12 +20,26 @@ import math
 from typing import Any
 
 from litestar import Request
+from litestar.datastructures import Headers
 from litestar.exceptions import InternalServerException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import Empty
+from multidict import CIMultiDict
 
 
 class LeanBodyRequest(Request[Any, Any, Any]):
+    @property
+    def headers(self) -> Headers:
+        state = self._connection_state
+        headers = state.headers
+        if headers is Empty:
+            pairs = [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in self.scope["headers"]
+            ]
+            headers = state.headers = Headers(CIMultiDict(pairs))
+        return headers
+
     async def body(self) -> bytes:
         if self._body is not Empty:
             return self._body
