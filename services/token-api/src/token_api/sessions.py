@@ -14,11 +14,12 @@ import msgspec
 from opentelemetry import trace
 from opentelemetry.trace import TraceFlags
 
-from agentline.ids import new_dispatch_id, now_ms, random_hex
+from agentline.ids import now_ms, random_hex
 from agentline.lifecycle import DispatchState
 from agentline.schema import DispatchKind, DispatchRecord, DispatchRequest
 from agentline.settings import TokenApiSettings
 from token_api import metrics
+from token_api.dispatch_ids import new_dispatch_id
 from token_api.problems import Problem, invalid
 from token_api.schemas import (
     LIVEKIT_NAME_MAX_BYTES,
