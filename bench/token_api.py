@@ -5,7 +5,11 @@ from Debian's packages when missing; a Python load generator otherwise) at 16 an
 concurrent connections:
 
 - ``token_api``: the real service, rate limit on (a budget too large to refuse), real Redis;
-- ``bare``: a Litestar endpoint returning a constant (the framework's ceiling here);
+- ``bare``: a Litestar endpoint returning a constant (the framework's ceiling here), on stock
+  uvicorn httptools, as the targets define it;
+- ``bare_same_protocol``: the same endpoint on the protocol token-api is served with
+  (``token_api.serving``: one socket write per response), so that the ratio can also be read
+  without that server-side gain (reported beside the targets, not one of them);
 - ``seed``: the naive backend this project replaces: mint with livekit-api's AccessToken and
   call CreateDispatch on the LiveKit emulator before answering.
 
@@ -140,12 +144,15 @@ def _process(
             proc.wait(5)
 
 
-def _uvicorn(factory: str, port: int) -> list[str]:
+def _uvicorn(factory: str, port: int, http: str = "httptools") -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
-        "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        "--port", str(port), "--loop", "uvloop", "--http", http, "--no-access-log",
         "--log-level", "warning",
     ]  # fmt: skip
+
+
+SAME_PROTOCOL = "token_api.serving:CoalescingHttpToolsProtocol"  # what token_api.main serves with
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -223,6 +230,12 @@ def run() -> dict[str, Any]:
         port = _free_port()
         servers = [
             ("bare", _uvicorn("bench.token_api:bare_app", port), common_env, "/bare"),
+            (
+                "bare_same_protocol",
+                _uvicorn("bench.token_api:bare_app", port, SAME_PROTOCOL),
+                common_env,
+                "/bare",
+            ),
             (
                 "token_api",
                 [
@@ -307,6 +320,9 @@ def _targets(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             True,
         ),
     }
+    same = runs.get("bare_same_protocol", {}).get("16", {}).get("ok_per_s", 0.0)
+    if same:
+        out["info_ratio_to_bare_same_protocol_at_16"] = round(api16["ok_per_s"] / same, 3)
     return out
 
 
