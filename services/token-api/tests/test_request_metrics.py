@@ -1,0 +1,61 @@
+"""LeanPrometheusMiddleware counts what Litestar's PrometheusMiddleware counts: the same
+series move by the same amounts for the same requests, excluded paths stay out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from litestar.plugins.prometheus import PrometheusMiddleware
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from agentline.settings import TokenApiSettings
+from token_api.app import create_app
+from token_api.testing import AUTH
+
+# Durations differ from run to run: only counts, totals and gauges are compared.
+_COMPARED = ("_total{", "_count{", "_in_progress{")
+
+
+def _series(text: str) -> dict[str, float]:
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("token_api_request") and any(part in line for part in _COMPARED)
+    }
+
+
+async def _deltas(settings: TokenApiSettings) -> dict[str, float]:
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        before = _series((await client.get("/metrics")).text)
+        assert (await client.post("/v1/sessions", json={}, headers=AUTH)).status_code == 201
+        bad = await client.post("/v1/sessions", json={"agent_name": "bogus"}, headers=AUTH)
+        assert bad.status_code == 422
+        assert (await client.post("/v1/tokens", json={}, headers=AUTH)).status_code == 201
+        assert (await client.post("/v1/tokens", json={})).status_code == 401
+        assert (await client.get("/v1/dispatches/dsp_none", headers=AUTH)).status_code == 404
+        assert (await client.get("/v1/dispatches/dsp_other", headers=AUTH)).status_code == 404
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/schema/openapi.json")).status_code == 200
+        after = _series((await client.get("/metrics")).text)
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+
+
+async def test_same_series_as_litestars_middleware(
+    make_settings: Callable[..., TokenApiSettings],
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lean = await _deltas(make_settings())
+    monkeypatch.setattr("token_api.app.LeanPrometheusMiddleware", PrometheusMiddleware)
+    stock = await _deltas(make_settings())
+    assert lean == stock
+    assert any('path="/v1/sessions"' in k and 'status_code="201"' in k for k in lean)
+    assert (
+        lean[
+            'token_api_requests_total{app_name="token_api",method="GET",path="/v1/dispatches/{dispatch_id}",status_code="404"}'
+        ]
+        == 2
+    )
+    assert not any("/healthz" in k or "/schema" in k for k in lean)
