@@ -156,6 +156,33 @@ async def test_slow_receiver_queues_behind_its_sender_only() -> None:
         assert by_room[other]["queued_ms"] < 100  # another sender: not held
 
 
+async def test_a_full_sender_queue_drops_events_and_says_how_many() -> None:
+    """As livekit's URLNotifier (queue_size 100, DropWhenFull): an event that finds its
+    sender's queue full is dropped, and the next event sent carries ``numDropped``."""
+    async with (
+        WebhookSink(KEY, SECRET) as sink,
+        running_emulator(
+            keys={KEY: SECRET}, webhook_urls=[sink.url], webhook_senders=1, webhook_queue_size=2
+        ) as emu,
+    ):
+        sink.answer_delay_s = 0.3
+        lk = api.LiveKitAPI(emu.http_url, KEY, SECRET)
+        for i in range(6):  # one in flight, two queued, three dropped
+            await lk.room.create_room(api.CreateRoomRequest(name=f"burst-{i}"))
+        await lk.aclose()
+        assert emu.webhooks.stats["overflowed"] == 3
+        sink.answer_delay_s = 0.0
+        events = await sink.wait_for(lambda events: len(events) == 3, within=5)
+        assert [e.room.name for e in events] == ["burst-0", "burst-1", "burst-2"]
+        # burst-0 left before the drops; the next one sent after them carries their count
+        assert [e.num_dropped for e in events] == [0, 3, 0]
+
+
+def test_webhook_queue_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="webhook_queue_size"):
+        EmulatorConfig(keys={KEY: SECRET}, webhook_queue_size=0)
+
+
 async def test_room_finished_after_empty_timeout() -> None:
     async with (
         WebhookSink(KEY, SECRET) as sink,

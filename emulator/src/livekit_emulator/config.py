@@ -57,10 +57,17 @@ class EmulatorConfig:
     # always go through the same one, in order. livekit-server's URLNotifier: 10 workers
     # (webhook num_workers), sharded by FNV-1a of the room name.
     webhook_senders: int = 10
+    # Events waiting behind one sender; past it an event is dropped and the next one sent
+    # carries ``numDropped`` (livekit's URLNotifier: queue_size 100, DropWhenFull).
+    webhook_queue_size: int = 100
 
     def __post_init__(self) -> None:
         if not self.keys:
             raise ValueError("at least one API key is required")
+        if self.webhook_queue_size < 1:
+            raise ValueError(
+                f"webhook_queue_size must be at least 1, not {self.webhook_queue_size}"
+            )
         if self.webhook_api_key is not None and self.webhook_api_key not in self.keys:
             raise ValueError(f"webhook_api_key {self.webhook_api_key!r} is not a configured key")
         self.simulated_workers = [

@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="URL put in JobAssignment (the real server leaves it empty: workers keep theirs)",
     )
+    p.add_argument(
+        "--webhook-queue-size",
+        type=int,
+        default=100,
+        help="events waiting per webhook sender before new ones are dropped (default 100)",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -96,6 +102,7 @@ async def _run(args: argparse.Namespace) -> None:
         empty_timeout=args.empty_timeout,
         availability_timeout=args.availability_timeout,
         assignment_url=args.assignment_url,
+        webhook_queue_size=args.webhook_queue_size,
     )
     emu = Emulator(config)
     await emu.start(args.host, args.port)

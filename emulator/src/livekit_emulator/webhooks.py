@@ -4,6 +4,8 @@ Body: protojson ``WebhookEvent`` (lowerCamelCase, zero values left out); headers
 ``Content-Type: application/webhook+json`` and ``Authorization: <token>`` (no scheme), the
 token signed with the API secret and carrying the body's base64 SHA-256 in its ``sha256``
 claim. Events of one room are delivered in order; failed deliveries are retried a few times.
+As livekit's ``URLNotifier``: an event that finds its sender's queue full is dropped, and the
+next event sent carries the count in ``numDropped``.
 """
 
 from __future__ import annotations
@@ -42,11 +44,19 @@ class WebhookNotifier:
         self.urls = list(config.webhook_urls)
         self.drop = False
         self.delay_s = 0.0
-        self.stats = {"queued": 0, "delivered": 0, "failed": 0, "dropped": 0, "retries": 0}
+        self.stats = {
+            "queued": 0,
+            "delivered": 0,
+            "failed": 0,
+            "dropped": 0,  # by the drop switch (fault injection)
+            "overflowed": 0,  # by a full sender queue, as the real server drops them
+            "retries": 0,
+        }
+        self._dropped_since_sent = 0  # goes out as numDropped with the next event sent
         # Recent deliveries: {"event", "room", "url", "status", "attempts", "error", "queued_ms" (event
         # to its delivery's start: time waiting behind its sender), "took_ms" (the POSTs)}.
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=10_000)
-        self._queues: list[asyncio.Queue[tuple[float, str, str, str]]] = []
+        self._queues: list[asyncio.Queue[tuple[float, str, str, dict[str, Any]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
@@ -106,19 +116,30 @@ class WebhookNotifier:
         if self.drop:
             self.stats["dropped"] += 1
             return
-        body = json.dumps(_payload(event, room, participant, track), separators=(",", ":"))
-        shard = fnv1a_32(room.name.encode()) % len(self._queues)
+        queue = self._queues[fnv1a_32(room.name.encode()) % len(self._queues)]
+        if queue.qsize() >= self._config.webhook_queue_size:
+            self.stats["overflowed"] += 1
+            self._dropped_since_sent += 1
+            logger.info(
+                "webhook %s of room %s dropped: its sender's queue is full", event, room.name
+            )
+            return
         self.stats["queued"] += 1
-        self._queues[shard].put_nowait((asyncio.get_running_loop().time(), event, room.name, body))
+        payload = _payload(event, room, participant, track)
+        queue.put_nowait((asyncio.get_running_loop().time(), event, room.name, payload))
 
-    async def _sender(self, queue: asyncio.Queue[tuple[float, str, str, str]]) -> None:
+    async def _sender(self, queue: asyncio.Queue[tuple[float, str, str, dict[str, Any]]]) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            emitted_at, event, room, body = await queue.get()
+            emitted_at, event, room, payload = await queue.get()
             try:
                 wait = emitted_at + self.delay_s - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                if self._dropped_since_sent:  # as the real server: counted into the next sent
+                    payload["numDropped"] = self._dropped_since_sent
+                    self._dropped_since_sent = 0
+                body = json.dumps(payload, separators=(",", ":"))
                 await self._deliver(event, room, body, emitted_at)
             except asyncio.CancelledError:
                 raise
