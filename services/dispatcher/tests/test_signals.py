@@ -90,6 +90,17 @@ async def test_forged_and_tampered_webhooks_are_refused(
         assert joined.agent_identity == "agent-forged"
 
 
+async def test_webhooks_livekit_dropped_are_counted(
+    redis_client: Redis, redis_url: str, keys: Keys
+) -> None:
+    async with harness(redis_client, redis_url, keys, workers=()) as h:
+        body = json.dumps({"event": "room_started", "room": {"name": "r"}, "numDropped": 4})
+        assert await _post_webhook(h.port, body, _signed(body)) == 200
+        registry = h.dispatcher.metrics.registry
+        dropped = registry.get_sample_value("dispatcher_webhooks_dropped_by_livekit_total")
+        assert dropped == 4
+
+
 async def test_worker_events_alone_drive_the_stages(
     redis_client: Redis, redis_url: str, keys: Keys
 ) -> None:

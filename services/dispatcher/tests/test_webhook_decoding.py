@@ -93,6 +93,13 @@ def test_decoder_reads_enum_names_and_numbers(
     assert (signal is not None) == (kind in ("AGENT", 4))
 
 
+def test_decoder_reads_num_dropped_as_protobuf_does() -> None:
+    body = json.dumps({"event": "room_started", "room": {"name": "r"}, "numDropped": 3})
+    parsed = Parse(body, api.WebhookEvent(), ignore_unknown_fields=True)
+    assert webhook_decoder.decode(body).num_dropped == parsed.num_dropped == 3
+    assert webhook_decoder.decode(json.dumps({"event": "room_started"})).num_dropped == 0
+
+
 def test_auth_headers_signed_once_per_grant_set_and_renewed() -> None:
     headers = CachedAuthHeaders("devkey", SECRET, reuse_seconds=0.2)
     admin_a = headers(api.VideoGrants(room_admin=True, room="a"))

@@ -110,6 +110,10 @@ class WebhookHandler:
             return web.Response(status=401, text="invalid webhook signature\n")
         kind = event.event
         self.stats.ok(kind)
+        if event.num_dropped:
+            # Those events are lost (polling will move their dispatches): say it loudly.
+            self.metrics.webhooks_dropped_by_livekit.inc(event.num_dropped)
+            log.warning("LiveKit dropped webhooks before sending them", dropped=event.num_dropped)
         signal = from_webhook(event) if kind in RELEVANT_EVENTS else None
         if signal is None:
             self.metrics.webhooks.labels("ignored").inc()

@@ -97,6 +97,12 @@ class DispatcherMetrics:
         self.webhooks = Counter(
             "dispatcher_webhooks", "LiveKit webhooks received by result", ["result"], registry=r
         )
+        self.webhooks_dropped_by_livekit = Counter(
+            "dispatcher_webhooks_dropped_by_livekit",
+            "Webhooks LiveKit dropped before sending (its sender queue was full: we answered "
+            "too slowly), from the numDropped of the webhooks that came",
+            registry=r,
+        )
         self.redis_up = Gauge(
             "dispatcher_ready",
             "1 when this replica can reach Redis and LiveKit is configured",

@@ -94,6 +94,8 @@ class WebhookBody(msgspec.Struct):
     webhooks of a real server."""
 
     event: str = ""
+    # events LiveKit dropped since its last send (its sender queue was full)
+    num_dropped: int = msgspec.field(default=0, name="numDropped")
     room: _WebhookRoom = msgspec.field(default_factory=_WebhookRoom)
     participant: _WebhookParticipant = msgspec.field(default_factory=_WebhookParticipant)
     track: _WebhookTrack = msgspec.field(default_factory=_WebhookTrack)
