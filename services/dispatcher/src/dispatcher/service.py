@@ -30,6 +30,7 @@ from dispatcher.timers import Deadlines, Leases, RoomOwners
 from dispatcher.tracking import Tracker
 
 log = get_logger("dispatcher")
+WEBHOOK_DRAIN_SECONDS = 5.0
 
 
 def consumer_name(settings: DispatcherSettings) -> str:
@@ -182,8 +183,9 @@ class DispatcherService:
             await self.webhook_stats.flush()
         if self._runner is not None:
             await self._runner.cleanup()  # no new webhooks from here on
-        # signals of webhooks already answered: applied before Redis closes
-        await self.webhooks.queue.drain(max(seconds, 1.0))
+        # Signals of webhooks already answered: applied before Redis closes (normally within
+        # milliseconds; bounded so that the pod's grace period covers the whole stop).
+        await self.webhooks.queue.drain(WEBHOOK_DRAIN_SECONDS)
         await self.gateway.aclose()
         if self.hot_redis is not self.redis:
             await self.hot_redis.aclose()
