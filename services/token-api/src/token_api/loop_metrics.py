@@ -1,4 +1,5 @@
-"""Counters and a histogram held as plain numbers, exported in prometheus_client's exposition.
+"""Counters, gauges and histograms held as plain numbers, exported in prometheus_client's
+exposition.
 
 A ``prometheus_client`` Counter increment goes through the observability check of the metric,
 the value wrapper and a ``threading.Lock``; a Histogram observation does that for its count,
@@ -18,8 +19,9 @@ import bisect
 import math
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client import metrics as client_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
@@ -88,46 +90,152 @@ class LoopCounter:
         yield family
 
 
-class LoopHistogram:
-    """An unlabelled histogram; ``observe`` counts the value in the first bucket that holds it
-    (upper bounds inclusive, as Prometheus's ``le``)."""
+class GaugeSeries:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.value -= amount
+
+
+class HistogramSeries:
+    """Observations counted in the first bucket that holds them (upper bounds inclusive, as
+    Prometheus's ``le``)."""
+
+    __slots__ = ("_bounds", "counts", "created", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self.counts = [0.0] * len(bounds)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect.bisect_left(self._bounds, amount)] += 1.0
+        self.sum += amount
+
+
+class _Family:
+    """Series by label values, as prometheus_client's ``labels(...)`` gives them."""
+
+    kind = ""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], Any] = {}
+        registry.register(self)
+
+    def _new_series(self) -> Any:
+        raise NotImplementedError
+
+    def _series_of(self, values: tuple[object, ...]) -> Any:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, not {values!r}")
+        key = tuple(str(value) for value in values)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._new_series()
+        return series
+
+    def _unlabelled(self) -> Any:
+        if self.labelnames:
+            raise ValueError(f"{self.name} has labels: use .labels(...)")
+        return self._series_of(())
+
+    def describe(self) -> list[Metric]:
+        return [Metric(self.name, self.documentation, self.kind)]
+
+    def collect(self) -> Iterator[Metric]:
+        raise NotImplementedError
+
+    def _labelled(self) -> Iterator[tuple[dict[str, str], Any]]:
+        for key, series in list(self._series.items()):
+            yield dict(zip(self.labelnames, key, strict=True)), series
+
+
+class LoopGauge(_Family):
+    kind = "gauge"
 
     def __init__(
         self,
         name: str,
         documentation: str,
-        buckets: Sequence[float],
+        labelnames: Sequence[str] = (),
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        super().__init__(name, documentation, labelnames, registry)
+
+    def _new_series(self) -> GaugeSeries:
+        return GaugeSeries()
+
+    def labels(self, *values: object) -> GaugeSeries:
+        series: GaugeSeries = self._series_of(values)
+        return series
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._unlabelled().inc(amount)
+
+    def dec(self, amount: float = 1.0) -> None:
+        self._unlabelled().dec(amount)
+
+    def collect(self) -> Iterator[Metric]:
+        family = Metric(self.name, self.documentation, "gauge")
+        for labels, series in self._labelled():
+            family.add_sample(self.name, labels, series.value)
+        yield family
+
+
+class LoopHistogram(_Family):
+    kind = "histogram"
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float | str] = Histogram.DEFAULT_BUCKETS,
+        labelnames: Sequence[str] = (),
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         bounds = sorted(float(bound) for bound in buckets)
         if not bounds or bounds[-1] != math.inf:
             bounds.append(math.inf)
-        self.name = name
-        self.documentation = documentation
         self._bounds = tuple(bounds)
         self._le = tuple(floatToGoString(bound) for bound in bounds)
-        self._counts = [0.0] * len(bounds)
-        self._sum = 0.0
-        self._created = time.time()
-        registry.register(self)
+        super().__init__(name, documentation, labelnames, registry)
+        if not self.labelnames:
+            self._series_of(())  # exported from the start, as prometheus_client's
+
+    def _new_series(self) -> HistogramSeries:
+        return HistogramSeries(self._bounds)
+
+    def labels(self, *values: object) -> HistogramSeries:
+        series: HistogramSeries = self._series_of(values)
+        return series
 
     def observe(self, amount: float) -> None:
-        self._counts[bisect.bisect_left(self._bounds, amount)] += 1.0
-        self._sum += amount
-
-    def describe(self) -> list[Metric]:
-        return [Metric(self.name, self.documentation, "histogram")]
+        self._unlabelled().observe(amount)
 
     def collect(self) -> Iterator[Metric]:
         family = Metric(self.name, self.documentation, "histogram")
-        counts, total = list(self._counts), self._sum
-        cumulative = 0.0
-        for le, count in zip(self._le, counts, strict=True):
-            cumulative += count
-            family.add_sample(self.name + "_bucket", {"le": le}, cumulative)
-        family.add_sample(self.name + "_count", {}, cumulative)
-        if self._bounds[0] >= 0:
-            family.add_sample(self.name + "_sum", {}, total)
-        if _created_series_exported():
-            family.add_sample(self.name + "_created", {}, self._created)
+        created = _created_series_exported()
+        for labels, series in self._labelled():
+            counts, total = list(series.counts), series.sum
+            cumulative = 0.0
+            for le, count in zip(self._le, counts, strict=True):
+                cumulative += count
+                family.add_sample(self.name + "_bucket", {**labels, "le": le}, cumulative)
+            family.add_sample(self.name + "_count", labels, cumulative)
+            if self._bounds[0] >= 0:
+                family.add_sample(self.name + "_sum", labels, total)
+            if created:
+                family.add_sample(self.name + "_created", labels, series.created)
         yield family

@@ -29,7 +29,7 @@ TOKENS_MINTED = LoopCounter(
 PUBLISH_LATENCY = LoopHistogram(
     "token_api_publish_latency_seconds",
     "Time to record a dispatch and publish its request to the Redis stream",
-    PUBLISH_BUCKETS,
+    buckets=PUBLISH_BUCKETS,
 )
 
 
