@@ -33,7 +33,8 @@ from .sdp import rewrite_msid
 
 log = logging.getLogger("livekit_emulator.rtc.peer")
 
-ANSWER_TIMEOUT_S = 10.0
+ANSWER_SLOW_S = 10.0
+ANSWER_TIMEOUT_S = 60.0
 
 
 def new_peer_connection() -> RTCPeerConnection:
@@ -136,8 +137,12 @@ class SubscriberPeer:
     ``on_subscribed(track_sid)`` is called once per track whose offer the client answered."""
 
     def __init__(
-        self, send_offer: SendOffer, on_subscribed: Callable[[str], None] = lambda sid: None
+        self,
+        send_offer: SendOffer,
+        on_subscribed: Callable[[str], None] = lambda sid: None,
+        label: str = "",
     ) -> None:
+        self.label = label  # who it serves, for the logs
         self.pc = new_peer_connection()
         self._on_subscribed = on_subscribed
         self.data = OutgoingChannels(self.pc)
@@ -184,9 +189,16 @@ class SubscriberPeer:
         if track is not None:
             track.stop()
 
-    def set_answer(self, sdp: str) -> None:
+    def set_answer(self, sdp: str, answer_id: int = 0) -> None:
+        """The client's answer; ``answer_id`` (0: not given) names the offer it answers."""
+        if answer_id and answer_id != self._offer_id:
+            log.warning(
+                "%s: subscriber answer to offer %d while offer %d is the current one: ignored",
+                self.label, answer_id, self._offer_id,
+            )  # fmt: skip
+            return
         if self._answer is None or self._answer.done():
-            log.warning("subscriber answer without an outstanding offer: ignored")
+            log.warning("%s: subscriber answer without an outstanding offer: ignored", self.label)
             return
         self._answer.set_result(sdp)
 
@@ -201,8 +213,16 @@ class SubscriberPeer:
                 await self._negotiate()
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                # A slow client must not lose its subscriptions for good: offer again (the
+                # late answer to this offer is then recognised by its id and ignored).
+                log.warning(
+                    "%s: no answer to subscriber offer %d within %.0f s: offering again",
+                    self.label, self._offer_id, ANSWER_TIMEOUT_S,
+                )  # fmt: skip
+                self._dirty.set()
             except Exception:
-                log.exception("subscriber negotiation failed")
+                log.exception("%s: subscriber negotiation failed", self.label)
 
     async def _negotiate(self) -> None:
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -218,7 +238,16 @@ class SubscriberPeer:
         self._answer = loop.create_future()
         sdp = rewrite_msid(self.pc.localDescription.sdp, msid)
         await self._send_offer(sdp, self._offer_id, mid_to_track)
-        answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT_S)
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(self._answer), ANSWER_SLOW_S)
+        except TimeoutError:
+            # A busy client answers late (seen: 11 s with many calls on 2 cores); its answer
+            # still counts until ANSWER_TIMEOUT_S.
+            log.warning(
+                "%s: subscriber offer %d not answered after %.0f s; still waiting",
+                self.label, self._offer_id, ANSWER_SLOW_S,
+            )  # fmt: skip
+            answer = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT_S - ANSWER_SLOW_S)
         await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         await self._candidates.flush()
         for track_sid in mid_to_track.values():

@@ -61,7 +61,9 @@ class SignalSession:
         self.participant = participant
         self.auto_subscribe = auto_subscribe
         self.publisher = PublisherPeer(self._on_publisher_track, self._on_data)
-        self.subscriber = SubscriberPeer(self._send_offer, self._subscribed)
+        self.subscriber = SubscriberPeer(
+            self._send_offer, self._subscribed, label=f"{participant.identity} ({room.name})"
+        )
         self._pending: dict[str, PendingTrack] = {}  # cid -> add_track not yet bound
         self._bound: dict[str, str] = {}  # cid -> track sid, published
         self._outbox: asyncio.Queue[rtc.SignalResponse | None] = asyncio.Queue()
@@ -207,7 +209,7 @@ class SignalSession:
         if kind == "offer":
             await self._on_offer(request.offer)
         elif kind == "answer":
-            self.subscriber.set_answer(request.answer.sdp)
+            self.subscriber.set_answer(request.answer.sdp, request.answer.id)
         elif kind == "trickle":
             await self._on_trickle(request.trickle)
         elif kind == "add_track":
