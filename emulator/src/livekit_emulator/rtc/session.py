@@ -192,11 +192,12 @@ class SignalSession:
         level = logging.INFO if state in ("connected", "failed") else logging.DEBUG
         log.log(
             level,
-            "%s (room %s) publisher connection %s after %.0f ms",
+            "%s (room %s) publisher connection %s after %.0f ms (milestones, ms: %s)",
             self.participant.identity,
             self.room.name,
             state,
             self._ms(),
+            self.timeline,
         )
 
     def _ms(self) -> float:
