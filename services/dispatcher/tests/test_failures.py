@@ -145,6 +145,9 @@ async def test_joined_but_no_audio(redis_client: Redis, redis_url: str, keys: Ke
         event, _ = await _failed_event(h, dispatch_id)
         assert event.previous is DispatchState.JOINED
         assert event.hint == reason_info(FailureReason.NO_AUDIO).hint
+        # the silent agent is removed: it held a worker slot and the room is free again
+        assert await h.emu.admin.agents_in_room(record.room) == []
+        assert await h.emu.admin.max_agents_seen_in_room(record.room) == 1
 
 
 async def test_wrong_api_secret_is_livekit_auth_without_retry(

@@ -59,8 +59,12 @@ class StageRetries:
             ]
             if any(a.has_audio for a in mine):
                 await self._apply_presence(record, mine)
-            else:
-                await engine.fail(record, FailureReason.NO_AUDIO, "timer", _why(why))
+                return
+            result = await engine.fail(record, FailureReason.NO_AUDIO, "timer", _why(why))
+            if result.applied:
+                # A silent agent would hold its worker's slot (until its own caller wait runs
+                # out) and stay in a room whose owner is now free: a re-invite would make two.
+                await engine.remove_from_livekit(record)
             return
         if ours:  # it did join and we missed the signal
             await self._apply_presence(record, ours)
