@@ -52,8 +52,12 @@ async def test_sigkill_mid_run_loses_nothing_and_never_doubles(
     redis_client: Redis, redis_url: str, keys: Keys
 ) -> None:
     ports = [free_port(), free_port()]
+    # 200 rooms closed at once while the balancer's retries to the killed replica hold the
+    # senders: past 100 waiting events a sender drops them, as LiveKit does, and those
+    # dispatches would end only at the 30 s poll of a speaking dispatch. This test is about
+    # the crash, so the senders keep everything here.
     async with emulator_behind_balancer(
-        ports, simulated_workers=[(AGENT, 1000)], departure_timeout=0.5
+        ports, simulated_workers=[(AGENT, 1000)], departure_timeout=0.5, webhook_queue_size=10_000
     ) as emu:
         await register_worker(redis_client, keys, AGENT, 1000)
         store = DispatchStore(redis_client, keys)
