@@ -89,11 +89,15 @@ def _prometheus_config_prefixes(path: Path) -> list[str]:
 
 def token_api_series() -> set[str]:
     from token_api import metrics as token_metrics
+    from token_api.loop_metrics import LoopCounter, LoopHistogram
 
     names: set[str] = set()
     for value in vars(token_metrics).values():
         if isinstance(value, MetricWrapperBase):
             names |= _series(value._name, str(value._type))
+        elif isinstance(value, LoopCounter | LoopHistogram):  # token_api.loop_metrics
+            for family in value.describe():
+                names |= _series(family.name, family.type)
     for module in (ROOT / "services" / "token-api" / "src").rglob("*.py"):
         for prefix in _prometheus_config_prefixes(module):
             names |= _litestar_series(prefix)
