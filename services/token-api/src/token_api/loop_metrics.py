@@ -45,51 +45,6 @@ class CounterSeries:
         self.value += amount
 
 
-class LoopCounter:
-    """A counter family; ``labels(...)`` gives its series (unlabelled: ``inc`` directly)."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
-        registry: CollectorRegistry = REGISTRY,
-    ) -> None:
-        self.name = name.removesuffix("_total")
-        self.documentation = documentation
-        self.labelnames = tuple(labelnames)
-        self._series: dict[tuple[str, ...], CounterSeries] = {}
-        self._unlabelled = None if self.labelnames else self._series.setdefault((), CounterSeries())
-        registry.register(self)
-
-    def labels(self, *values: object) -> CounterSeries:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name} takes labels {self.labelnames}, not {values!r}")
-        key = tuple(str(value) for value in values)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = CounterSeries()
-        return series
-
-    def inc(self, amount: float = 1.0) -> None:
-        if self._unlabelled is None:
-            raise ValueError(f"{self.name} has labels: use .labels(...).inc()")
-        self._unlabelled.inc(amount)
-
-    def describe(self) -> list[Metric]:
-        return [Metric(self.name, self.documentation, "counter")]
-
-    def collect(self) -> Iterator[Metric]:
-        family = Metric(self.name, self.documentation, "counter")
-        created = _created_series_exported()
-        for key, series in list(self._series.items()):
-            labels = dict(zip(self.labelnames, key, strict=True))
-            family.add_sample(self.name + "_total", labels, series.value)
-            if created:
-                family.add_sample(self.name + "_created", labels, series.created)
-        yield family
-
-
 class GaugeSeries:
     __slots__ = ("value",)
 
@@ -126,7 +81,11 @@ class _Family:
     kind = ""
 
     def __init__(
-        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.name = name
         self.documentation = documentation
@@ -162,8 +121,10 @@ class _Family:
             yield dict(zip(self.labelnames, key, strict=True)), series
 
 
-class LoopGauge(_Family):
-    kind = "gauge"
+class LoopCounter(_Family):
+    """A counter family; ``labels(...)`` gives its series (unlabelled: ``inc`` directly)."""
+
+    kind = "counter"
 
     def __init__(
         self,
@@ -172,7 +133,32 @@ class LoopGauge(_Family):
         labelnames: Sequence[str] = (),
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        super().__init__(name, documentation, labelnames, registry)
+        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
+        # exported from the start, as prometheus_client's; kept at hand for the hot inc()
+        self._alone: CounterSeries | None = None if self.labelnames else self._series_of(())
+
+    def _new_series(self) -> CounterSeries:
+        return CounterSeries()
+
+    def labels(self, *values: object) -> CounterSeries:
+        series: CounterSeries = self._series_of(values)
+        return series
+
+    def inc(self, amount: float = 1.0) -> None:
+        (self._alone or self._unlabelled()).inc(amount)
+
+    def collect(self) -> Iterator[Metric]:
+        family = Metric(self.name, self.documentation, "counter")
+        created = _created_series_exported()
+        for labels, series in self._labelled():
+            family.add_sample(self.name + "_total", labels, series.value)
+            if created:
+                family.add_sample(self.name + "_created", labels, series.created)
+        yield family
+
+
+class LoopGauge(_Family):
+    kind = "gauge"
 
     def _new_series(self) -> GaugeSeries:
         return GaugeSeries()
