@@ -10,27 +10,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
-from redis.asyncio import Redis
 
-from agentline.admission import Admission
 from agentline.ids import now_ms
-from agentline.keys import Keys
 from agentline.lifecycle import DispatchState, FailureReason, is_terminal, reason_info
 from agentline.logs import get_logger
 from agentline.schema import DispatchKind, DispatchMetadata, DispatchPath, DispatchRecord
-from agentline.settings import DispatcherSettings
-from agentline.store import DispatchStore, TransitionResult
-from agentline.telemetry import extract_context, inject_context, tracer
+from agentline.store import TransitionResult
+from agentline.telemetry import inject_context
 from dispatcher.admission_flow import Admitter
-from dispatcher.livekit_gateway import ErrorKind, LiveKitError, LiveKitGateway
-from dispatcher.metrics import DispatcherMetrics
+from dispatcher.context import Context, LeaseLost, backoff_seconds
+from dispatcher.livekit_gateway import ErrorKind, LiveKitError
 from dispatcher.overhead import io
-from dispatcher.registry_check import ServedNames
-from dispatcher.timers import Deadlines, Leases, RoomOwners
 
 log = get_logger("dispatcher.engine")
 T = TypeVar("T")
@@ -38,7 +31,6 @@ T = TypeVar("T")
 # LiveKit unreachable (transport error, timeout, 5xx) is retried this many times per call,
 # with exponential backoff from DISPATCHER_RETRY_BACKOFF_SECONDS, before livekit_unreachable.
 LIVEKIT_CALL_TRIES = 5
-MAX_BACKOFF_SECONDS = 5.0
 OWN_TRACKED_MAX = 50_000
 
 REASON_BY_KIND: dict[ErrorKind, FailureReason] = {
@@ -54,59 +46,6 @@ STAGE_FROM: dict[DispatchState, tuple[str, DispatchState]] = {
     DispatchState.JOINED: ("assigned_to_joined", DispatchState.ASSIGNED),
     DispatchState.SPEAKING: ("joined_to_speaking", DispatchState.JOINED),
 }
-
-
-class LeaseLost(Exception):
-    """Another replica took the dispatch over (we were paused past our lease)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What every part of the dispatcher shares."""
-
-    redis: Redis  # the pool: blocking reads and the rest
-    hot_redis: Redis  # the per-dispatch commands, pipelined (agentline.redis_mux); never blocking
-    keys: Keys
-    settings: DispatcherSettings
-    store: DispatchStore
-    gateway: LiveKitGateway
-    served: ServedNames
-    metrics: DispatcherMetrics
-    deadlines: Deadlines
-    leases: Leases
-    rooms: RoomOwners
-    admission: Admission | None = None  # None: capacity-aware admission is off
-
-    @property
-    def lease_ms(self) -> int:
-        # Renewed before every LiveKit call: one call (with margin) fits in it.
-        return int((self.settings.livekit_timeout_seconds * 2 + 2) * 1000)
-
-    @property
-    def poll_ms(self) -> int:
-        return int(self.settings.poll_interval_seconds * 1000)
-
-    def stage_timeout_ms(self, state: DispatchState) -> int | None:
-        s = self.settings
-        seconds = {
-            DispatchState.DISPATCHED: s.assign_timeout_seconds,
-            DispatchState.ASSIGNED: s.join_timeout_seconds,
-            DispatchState.JOINED: s.audio_timeout_seconds,
-        }.get(state)
-        return None if seconds is None else int(seconds * 1000)
-
-
-def dispatch_span(record: DispatchRecord, name: str) -> Any:
-    """A span of this dispatch's trace (the API's context travels in the record)."""
-    return tracer("dispatcher").start_as_current_span(
-        name,
-        context=extract_context(record.trace),
-        attributes={"dispatch.id": record.id, "room": record.room, "agent_name": record.agent_name},
-    )
-
-
-def backoff_seconds(base: float, retry: int) -> float:
-    return min(MAX_BACKOFF_SECONDS, base * (2**retry))
 
 
 def find_attempt(listed: list[Any], dispatch_id: str, attempt: int) -> Any | None:

@@ -18,7 +18,8 @@ from agentline.ids import now_ms
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord, DispatchRequest
-from dispatcher.engine import Engine, LeaseLost, dispatch_span
+from dispatcher.context import LeaseLost, dispatch_span
+from dispatcher.engine import Engine
 from dispatcher.overhead import io
 from dispatcher.registry_check import wait_for_worker
 

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from agentline.ids import now_ms
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.schema import DispatchRecord
-from dispatcher.engine import Engine, LeaseLost, backoff_seconds, dispatch_span, is_our_agent
+from dispatcher.context import LeaseLost, backoff_seconds, dispatch_span
+from dispatcher.engine import Engine, is_our_agent
 from dispatcher.livekit_gateway import AgentParticipant, ErrorKind, LiveKitError
 from dispatcher.overhead import io
 

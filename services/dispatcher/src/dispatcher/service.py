@@ -20,7 +20,8 @@ from agentline.redis_mux import hot_client
 from agentline.registry import InstanceHeartbeats, WorkerRegistry
 from agentline.settings import DispatcherSettings, RegistryPolicy
 from agentline.store import DispatchStore
-from dispatcher.engine import Context, Engine
+from dispatcher.context import Context
+from dispatcher.engine import Engine
 from dispatcher.http_app import WebhookHandler, WebhookStats, build_app
 from dispatcher.livekit_gateway import LiveKitError, LiveKitGateway
 from dispatcher.loops import REDIS_ERRORS, Health, Loops

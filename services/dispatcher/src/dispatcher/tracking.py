@@ -7,7 +7,8 @@ from agentline.ids import now_ms
 from agentline.lifecycle import PROGRESS, DispatchState, FailureReason, is_terminal
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord
-from dispatcher.engine import Engine, LeaseLost, dispatch_span, is_our_agent
+from dispatcher.context import LeaseLost, dispatch_span
+from dispatcher.engine import Engine, is_our_agent
 from dispatcher.intake import resume_requested, start_waiting
 from dispatcher.livekit_gateway import AgentParticipant, ErrorKind, LiveKitError
 from dispatcher.overhead import io

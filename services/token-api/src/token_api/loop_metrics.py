@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -75,8 +76,9 @@ class HistogramSeries:
         self.sum += amount
 
 
-class _Family:
-    """Series by label values, as prometheus_client's ``labels(...)`` gives them."""
+class _Family(ABC):
+    """Series by label values, as prometheus_client's ``labels(...)`` gives them; a subclass
+    says what a series is and how the family is exposed."""
 
     kind = ""
 
@@ -93,8 +95,8 @@ class _Family:
         self._series: dict[tuple[str, ...], Any] = {}
         registry.register(self)
 
-    def _new_series(self) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def _new_series(self) -> Any: ...
 
     def _series_of(self, values: tuple[object, ...]) -> Any:
         if len(values) != len(self.labelnames):
@@ -113,8 +115,8 @@ class _Family:
     def describe(self) -> list[Metric]:
         return [Metric(self.name, self.documentation, self.kind)]
 
-    def collect(self) -> Iterator[Metric]:
-        raise NotImplementedError
+    @abstractmethod
+    def collect(self) -> Iterator[Metric]: ...
 
     def _labelled(self) -> Iterator[tuple[dict[str, str], Any]]:
         for key, series in list(self._series.items()):
