@@ -19,7 +19,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from agentline.devrun import EMULATOR_PORT, namespace_env
+from agentline.cpu_share import lower_cpu_weight
+from agentline.devrun import DEFAULT_STANDIN_NICE, EMULATOR_PORT, namespace_env
 from bench.common import percentile, target, write_results
 from bench.e2e_share import queue_split, webhook_delivery
 
@@ -109,10 +110,14 @@ async def _scenario(
         system = await ns.spawn(argv, env=system_env, stdout=asyncio.subprocess.DEVNULL,
                                 stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
         try:
+            # The callers stand in for users' devices: like the emulator and the worker (see
+            # devrun), they yield the CPU to the control plane (agentline.cpu_share).
             load = await ns.spawn(
                 [sys.executable, "-m", "bench.e2e_load", *load_args],
                 env={**os.environ, "PYTHONPATH": os.getcwd()},
+                start_new_session=True,
             )
+            lower_cpu_weight(load.pid, DEFAULT_STANDIN_NICE)
             out, err = await asyncio.wait_for(load.communicate(), 900)
             if load.returncode != 0:
                 raise RuntimeError(f"{name}: load generator failed: {err.decode()[-2000:]}")

@@ -155,6 +155,7 @@ class NetNamespace:
         stdin: int | None = asyncio.subprocess.DEVNULL,
         stdout: int | None = asyncio.subprocess.PIPE,
         stderr: int | None = asyncio.subprocess.PIPE,
+        start_new_session: bool = False,
     ) -> asyncio.subprocess.Process:
         """Start ``argv`` inside the namespace (stdin closed unless asked for)."""
         return await asyncio.create_subprocess_exec(
@@ -163,6 +164,7 @@ class NetNamespace:
             stdout=stdout,
             stderr=stderr,
             env=env,
+            start_new_session=start_new_session,
         )
 
 

@@ -5,7 +5,8 @@
 - OpenAI: the real Realtime API when ``OPENAI_API_KEY`` is set, else the worker's local
   Realtime stand-in.
 Then token-api, the dispatcher and one agent worker, each a child process whose output is
-prefixed with its name, until Ctrl-C.
+prefixed with its name, until Ctrl-C. The emulator and the worker stand in for other machines:
+they run with a lower CPU weight (``--standin-nice``, see ``agentline.cpu_share``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
+from agentline.cpu_share import lower_cpu_weight
 from agentline.redis_conn import EmbeddedRedis, ping
 from agentline.settings import DEV_API_KEY, DEV_LIVEKIT_API_KEY, DEV_LIVEKIT_API_SECRET
 
@@ -27,6 +29,8 @@ DEV_NETNS = "agentline-dev"
 DEV_NETNS_IP = "10.203.250.1"
 NETNS_ENV = "AGENTLINE_NETNS"
 EMULATOR_PORT = 7880
+STANDIN_NICE_ENV = "AGENTLINE_DEV_STANDIN_NICE"
+DEFAULT_STANDIN_NICE = 10
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Child:
     env: dict[str, str]
     process: asyncio.subprocess.Process | None = None
     colour: str = "0"
+    nice: int = 0  # > 0: a stand-in for another machine (agentline.cpu_share)
     relay: asyncio.Task[None] | None = None
 
 
@@ -55,8 +60,9 @@ class DevSystem:
             env=child.env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # its own session: its CPU weight is its own
         )
+        lower_cpu_weight(child.process.pid, child.nice)
         self.children.append(child)
         child.relay = asyncio.create_task(self._relay(child))
 
@@ -144,7 +150,7 @@ async def _wait_http(url: str, seconds: float = 30.0) -> bool:
     return False
 
 
-async def run_dev(with_worker: bool) -> int:
+async def run_dev(with_worker: bool, standin_nice: int = DEFAULT_STANDIN_NICE) -> int:
     system = DevSystem()
     env = dict(os.environ)
     env.setdefault("AGENTLINE_ENV", "development")
@@ -177,6 +183,7 @@ async def run_dev(with_worker: bool) -> int:
                         *os.environ.get("AGENTLINE_DEV_EMULATOR_ARGS", "").split(),
                     ],
                     env,
+                    nice=standin_nice,
                 )
             )  # fmt: skip
             if not await _wait_http(f"http://{host}:{EMULATOR_PORT}/"):
@@ -192,7 +199,7 @@ async def run_dev(with_worker: bool) -> int:
         await system.start(Child("dispatcher", ["dispatcher"], env))
         await system.start(Child("token-api", ["token-api"], env))
         if with_worker:
-            await system.start(Child("agent-worker", ["agent-worker"], env))
+            await system.start(Child("agent-worker", ["agent-worker"], env, nice=standin_nice))
         print(
             "dev: token-api http://127.0.0.1:8080 (API key "
             f"{env['TOKEN_API_API_KEYS'].split(',')[0]}), dispatcher :8081, worker :8082; Ctrl-C stops"
@@ -266,10 +273,34 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AGENTLINE_DEV_NETNS", "auto"),
         help="run inside a network namespace (auto: as root with the emulator)",
     )
+    parser.add_argument(
+        "--standin-nice",
+        type=_standin_nice,
+        default=os.environ.get(STANDIN_NICE_ENV, str(DEFAULT_STANDIN_NICE)),
+        help=f"CPU nice value (0-19, env {STANDIN_NICE_ENV}) of the emulator and the agent "
+        "worker, which stand in for other machines; 0 gives them the control plane's share",
+    )
     args = parser.parse_args(argv)
     if _wants_netns(args.netns):
-        return _run_in_netns(["--netns", "off", *(["--no-worker"] if args.no_worker else [])])
-    return asyncio.run(run_dev(with_worker=not args.no_worker))
+        return _run_in_netns(
+            [
+                "--netns", "off", "--standin-nice", str(args.standin_nice),
+                *(["--no-worker"] if args.no_worker else []),
+            ]
+        )  # fmt: skip
+    return asyncio.run(run_dev(with_worker=not args.no_worker, standin_nice=args.standin_nice))
+
+
+def _standin_nice(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 19:
+        raise argparse.ArgumentTypeError(
+            f"{STANDIN_NICE_ENV} / --standin-nice must be a whole number from 0 to 19, not {text!r}"
+        )
+    return value
 
 
 if __name__ == "__main__":

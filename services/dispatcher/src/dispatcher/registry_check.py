@@ -2,13 +2,18 @@
 
 A positive answer is cached for ``ttl`` (heartbeats refresh every ~2 s, so a second of cache
 costs nothing in accuracy); a negative answer is always re-read before anyone fails on it.
+While dispatches keep coming, the cache is re-read in the background once it is half its
+``ttl`` old, so that no dispatch waits for that read on its way to LiveKit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
+
+from redis.exceptions import RedisError
 
 from agentline.registry import WorkerRegistry
 from agentline.settings import RegistryPolicy
@@ -22,6 +27,7 @@ class ServedNames:
         self._names: frozenset[str] = frozenset()
         self._read_at = -1e9
         self._lock = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
 
     async def refresh(self) -> frozenset[str]:
         async with self._lock:
@@ -32,9 +38,17 @@ class ServedNames:
             return self._names
 
     async def serves(self, agent_name: str) -> bool:
-        if agent_name in self._names and time.monotonic() - self._read_at < self.ttl:
+        age = time.monotonic() - self._read_at
+        if agent_name in self._names and age < self.ttl:
+            if age > self.ttl / 2 and (self._background is None or self._background.done()):
+                self._background = asyncio.create_task(self._refresh_quietly())
             return True
         return agent_name in await self.refresh()
+
+    async def _refresh_quietly(self) -> None:
+        # Redis down: the next dispatch past the ttl reads it itself and meets the error.
+        with contextlib.suppress(RedisError, OSError):
+            await self.refresh()
 
     async def names(self) -> list[str]:
         return sorted(await self.refresh())
