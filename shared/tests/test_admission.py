@@ -122,3 +122,46 @@ async def test_release_by_shortens_a_hold_to_a_grace(redis_client, keys):
     await asyncio.sleep(0.15)
     assert await admission.pump(AGENT) == ["b"]
     assert not await admission.release_by("gone", AGENT, 100)
+
+
+async def test_admission_in_the_intake_round_trip_runs_only_for_its_owner(redis_client, keys):
+    """``try_admit_in``: queued after the lease and room commands, it reserves a slot only
+    when the lease holds this token, the room is claimed for this dispatch and the record is
+    still new; otherwise it changes nothing."""
+    from agentline.admission import OwnedRequest
+    from agentline.redis_mux import MuxRedis
+
+    await _workers(redis_client, keys, 2)
+    url = "redis://{host}:{port}/{db}".format(**redis_client.connection_pool.connection_kwargs)
+    mux = MuxRedis(url)
+    try:
+        admission = Admission(redis_client, keys, scripts_redis=mux)
+
+        async def intake(dispatch_id, token, state="requested"):
+            owned = OwnedRequest(
+                lease_key=f"{keys.prefix}:test-lease:{dispatch_id}",
+                lease_token="ours",
+                room_key=keys.room_dispatch(f"room-{dispatch_id}"),
+                record_key=keys.dispatch(dispatch_id),
+                new_state="requested",
+            )
+            await redis_client.hset(owned.record_key, "state", state)
+            async with mux.pipeline() as pipe:
+                pipe.set(owned.lease_key, token, nx=True)
+                pipe.set(owned.room_key, dispatch_id, nx=True)
+                await admission.try_admit_in(pipe, dispatch_id, AGENT, owned)
+                replies = await pipe.execute()
+            return Admission.admitted_from(replies[2])
+
+        assert await intake("other-holder", token="theirs") is None
+        assert await intake("not-new", token="ours", state="dispatched") is None
+        assert (await admission.status(AGENT)).used == 0
+        first = await intake("d1", token="ours")
+        assert first is not None and first.admitted and first.used == 1
+        assert (await intake("d2", token="ours")).admitted
+        third = await intake("d3", token="ours")  # no slot left: queued, as try_admit would
+        assert third is not None and not third.admitted and third.position == 1
+        status = await admission.status(AGENT)
+        assert (status.used, status.waiting) == (2, 1)
+    finally:
+        await mux.aclose()

@@ -84,6 +84,21 @@ return {0, redis.call('RPUSH', KEYS[3], id), capacity, used}
 """
 )
 
+# The admission of a new request in the dispatcher's intake round trip, after the commands that
+# take its lease and claim its room: it runs only when they succeeded and the record is still
+# new, so that nothing has to be undone otherwise. KEYS[5] the lease, KEYS[6] the room's
+# claim, KEYS[7] the dispatch record; ARGV[6] the lease token, ARGV[7] the record's new state.
+# Returns {-1, 0, 0, 0} when it did not run.
+_ADMIT_IF_OWNED = (
+    """
+if redis.call('GET', KEYS[5]) ~= ARGV[6] or redis.call('GET', KEYS[6]) ~= ARGV[2]
+    or redis.call('HGET', KEYS[7], 'state') ~= ARGV[7] then
+  return {-1, 0, 0, 0}
+end
+"""
+    + _ADMIT
+)
+
 # ARGV: now, dispatch id to release ('' for none), hold until for newly admitted heads.
 # Returns the dispatch ids admitted from the queue head.
 _RELEASE_AND_PUMP = (
@@ -124,6 +139,17 @@ class AdmitResult:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnedRequest:
+    """What a dispatcher holds on a new request for ``Admission.try_admit_in`` to run."""
+
+    lease_key: str
+    lease_token: str
+    room_key: str
+    record_key: str
+    new_state: str
+
+
+@dataclass(frozen=True, slots=True)
 class AdmissionStatus:
     capacity: int
     used: int
@@ -147,6 +173,7 @@ class Admission:
         self.job_hold_ms = job_hold_ms  # confirmed: until the job ends (bounded)
         scripts = scripts_redis or redis
         self._admit = scripts.register_script(_ADMIT)
+        self._admit_if_owned = scripts.register_script(_ADMIT_IF_OWNED)
         self._release = scripts.register_script(_RELEASE_AND_PUMP)
         self._confirm = scripts.register_script(_CONFIRM)
         self._release_by = scripts.register_script(_RELEASE_BY)
@@ -170,6 +197,34 @@ class Admission:
             args=[at, dispatch_id, at + self.reserve_ms, "1" if front else "0", agent_name],
         )
         admitted, position, capacity, used = (int(x) for x in reply)
+        return AdmitResult(admitted == 1, position, capacity, used)
+
+    async def try_admit_in(
+        self, pipe: Any, dispatch_id: str, agent_name: str, owned: OwnedRequest
+    ) -> None:
+        """Queue ``try_admit`` in ``pipe`` (after the commands that take ``owned``'s lease and
+        room claim): it runs only if they did and the record is still new.
+        ``admitted_from`` reads its reply."""
+        at = now_ms()
+        await self._admit_if_owned(
+            keys=[
+                *self._keys(agent_name),
+                self.keys.admission_agents,
+                owned.lease_key,
+                owned.room_key,
+                owned.record_key,
+            ],
+            args=[at, dispatch_id, at + self.reserve_ms, "0", agent_name, owned.lease_token,
+                  owned.new_state],
+            client=pipe,
+        )  # fmt: skip
+
+    @staticmethod
+    def admitted_from(reply: Any) -> AdmitResult | None:
+        """The reply of ``try_admit_in``: None when it did not run."""
+        admitted, position, capacity, used = (int(x) for x in reply)
+        if admitted < 0:
+            return None
         return AdmitResult(admitted == 1, position, capacity, used)
 
     async def confirm(self, dispatch_id: str, agent_name: str) -> bool:

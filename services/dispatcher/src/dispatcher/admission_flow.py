@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from agentline.admission import Admission
+from agentline.admission import Admission, AdmitResult
 from agentline.ids import now_ms
 from agentline.lifecycle import DispatchState, FailureReason, is_terminal
 from agentline.logs import get_logger
@@ -74,10 +74,11 @@ class Admitter:
     def max_wait_ms(self) -> int:
         return int(self.ctx.settings.max_wait_seconds * 1000)
 
-    async def admit(self, record: DispatchRecord) -> bool:
+    async def admit(self, record: DispatchRecord, known: AdmitResult | None = None) -> bool:
         """True: ``record`` holds a slot, go on. False: it waits in the queue (moved to
         ``waiting`` if it was not), or it failed with ``no_capacity``, or it is gone.
-        We hold the dispatch's lease; ``record`` is updated when it moves to ``waiting``."""
+        We hold the dispatch's lease; ``record`` is updated when it moves to ``waiting``.
+        ``known``: the admission already tried in the intake round trip (a new request)."""
         admission = self.admission
         if admission is None:
             return True
@@ -88,7 +89,9 @@ class Admitter:
                 await self._no_capacity(record, at - waited_since)
                 return False
         front = record.state is DispatchState.DISPATCHING  # it had a slot and lost it
-        result = await io(admission.try_admit(record.id, record.agent_name, front=front))
+        if known is None:
+            known = await io(admission.try_admit(record.id, record.agent_name, front=front))
+        result = known
         if result.admitted:
             return True
         estimate = await io(

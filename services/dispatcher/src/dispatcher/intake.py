@@ -14,10 +14,12 @@ from collections.abc import Callable
 
 from redis.asyncio.client import Pipeline
 
+from agentline.admission import Admission, AdmitResult, OwnedRequest
 from agentline.ids import now_ms
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord, DispatchRequest
+from agentline.settings import RegistryPolicy
 from dispatcher.context import LeaseLost, dispatch_span
 from dispatcher.engine import Engine
 from dispatcher.overhead import io
@@ -31,6 +33,8 @@ async def start_dispatch(
 ) -> None:
     ctx = engine.ctx
     dispatch_id = request.dispatch_id
+    admission = engine.admitter.admission
+    admit_early = admission is not None and _passes_registry_at_once(engine, request)
     async with ctx.hot_redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(ctx.keys.dispatch(dispatch_id))
         token = ctx.leases.acquire_in(pipe, dispatch_id, ctx.lease_ms)
@@ -38,7 +42,19 @@ async def start_dispatch(
         # NX: a redelivered request keeps the deadline its stage already has.
         pipe.zadd(ctx.keys.deadlines, {dispatch_id: now_ms() + ctx.lease_ms}, nx=True)
         ack_in(pipe)
-        raw, leased, room_claimed, _, _ = await io(pipe.execute())
+        if admission is not None and admit_early:
+            # The slot in the same round trip, only if the lease and the room are ours.
+            owned = OwnedRequest(
+                lease_key=ctx.leases.key(dispatch_id),
+                lease_token=token,
+                room_key=ctx.keys.room_dispatch(request.room),
+                record_key=ctx.keys.dispatch(dispatch_id),
+                new_state=DispatchState.REQUESTED.value,
+            )
+            await admission.try_admit_in(pipe, dispatch_id, request.agent_name, owned)
+        replies = await io(pipe.execute())
+    raw, leased, room_claimed = replies[:3]
+    admitted = Admission.admitted_from(replies[5]) if admit_early else None
     leased = ctx.leases.acquired(dispatch_id, token, leased)
     record = DispatchRecord.from_hash(raw) if raw else None
     if record is None or record.state is not DispatchState.REQUESTED:
@@ -54,7 +70,16 @@ async def start_dispatch(
         await io(ctx.leases.release(dispatch_id))
         return
     ctx.rooms.remember(record.room, dispatch_id)
-    await first_attempt(engine, record)
+    await first_attempt(engine, record, admitted)
+
+
+def _passes_registry_at_once(engine: Engine, request: DispatchRequest) -> bool:
+    """Whether the registry check will pass without a read (see ``_checked``): then the
+    request's slot can be taken in its intake round trip."""
+    if not request.room or not request.agent_name:
+        return False
+    policy = engine.ctx.settings.registry_policy
+    return policy is RegistryPolicy.ADVISE or engine.ctx.served.known_to_serve(request.agent_name)
 
 
 async def resume_requested(engine: Engine, record: DispatchRecord) -> None:
@@ -74,14 +99,18 @@ async def resume_requested(engine: Engine, record: DispatchRecord) -> None:
     await first_attempt(engine, record)
 
 
-async def first_attempt(engine: Engine, record: DispatchRecord) -> None:
+async def first_attempt(
+    engine: Engine, record: DispatchRecord, admitted: AdmitResult | None = None
+) -> None:
     """We hold the lease of a ``requested`` (or ``waiting``) dispatch: registry check, a slot
-    (capacity-aware admission: or a place in the queue), then attempt 1."""
+    (capacity-aware admission: or a place in the queue), then attempt 1. ``admitted``: the
+    admission already tried in the intake round trip. Should the registry check fail after
+    all, the failure gives the slot back like any other."""
     ctx = engine.ctx
     try:
         if record.state is DispatchState.REQUESTED and not await _checked(engine, record):
             return
-        if not await engine.admitter.admit(record):
+        if not await engine.admitter.admit(record, admitted):
             return  # waiting for a slot (or failed no_capacity, or gone)
         fields: dict[str, int] = {"attempts": 1}
         if record.state is DispatchState.WAITING:

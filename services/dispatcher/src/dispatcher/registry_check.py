@@ -45,6 +45,10 @@ class ServedNames:
             return True
         return agent_name in await self.refresh()
 
+    def known_to_serve(self, agent_name: str) -> bool:
+        """What ``serves`` would answer at once from its cache (no read)."""
+        return agent_name in self._names and time.monotonic() - self._read_at < self.ttl
+
     async def _refresh_quietly(self) -> None:
         # Redis down: the next dispatch past the ttl reads it itself and meets the error.
         with contextlib.suppress(RedisError, OSError):
