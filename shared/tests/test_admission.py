@@ -1,5 +1,7 @@
 import asyncio
 
+import pytest
+
 from agentline.admission import Admission
 from agentline.registry import WorkerRegistry
 from agentline.schema import WorkerInfo
@@ -124,16 +126,20 @@ async def test_release_by_shortens_a_hold_to_a_grace(redis_client, keys):
     assert not await admission.release_by("gone", AGENT, 100)
 
 
-async def test_admission_in_the_intake_round_trip_runs_only_for_its_owner(redis_client, keys):
+@pytest.mark.parametrize("client", ["pipelined", "redis-py"])
+async def test_admission_in_the_intake_round_trip_runs_only_for_its_owner(
+    redis_client, keys, client
+):
     """``try_admit_in``: queued after the lease and room commands, it reserves a slot only
     when the lease holds this token, the room is claimed for this dispatch and the record is
-    still new; otherwise it changes nothing."""
+    still new; otherwise it changes nothing. On the dispatcher's pipelined connection and on
+    redis-py's (its fallback for TLS URLs)."""
     from agentline.admission import OwnedRequest
     from agentline.redis_mux import MuxRedis
 
     await _workers(redis_client, keys, 2)
     url = "redis://{host}:{port}/{db}".format(**redis_client.connection_pool.connection_kwargs)
-    mux = MuxRedis(url)
+    mux = MuxRedis(url) if client == "pipelined" else redis_client
     try:
         admission = Admission(redis_client, keys, scripts_redis=mux)
 
@@ -146,7 +152,7 @@ async def test_admission_in_the_intake_round_trip_runs_only_for_its_owner(redis_
                 new_state="requested",
             )
             await redis_client.hset(owned.record_key, "state", state)
-            async with mux.pipeline() as pipe:
+            async with mux.pipeline(transaction=False) as pipe:
                 pipe.set(owned.lease_key, token, nx=True)
                 pipe.set(owned.room_key, dispatch_id, nx=True)
                 await admission.try_admit_in(pipe, dispatch_id, AGENT, owned)
@@ -164,4 +170,5 @@ async def test_admission_in_the_intake_round_trip_runs_only_for_its_owner(redis_
         status = await admission.status(AGENT)
         assert (status.used, status.waiting) == (2, 1)
     finally:
-        await mux.aclose()
+        if mux is not redis_client:
+            await mux.aclose()
