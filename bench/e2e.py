@@ -22,7 +22,7 @@ from typing import Any
 from agentline.cpu_share import lower_cpu_weight
 from agentline.devrun import DEFAULT_STANDIN_NICE, EMULATOR_PORT, namespace_env
 from bench.common import percentile, target, write_results
-from bench.e2e_share import queue_split, webhook_delivery
+from bench.e2e_share import queue_split, signal_lags, webhook_delivery
 
 STAGES = ("dispatching", "dispatched", "assigned", "joined", "speaking")
 
@@ -61,12 +61,46 @@ def summarize(load: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-async def _fetch(ns: Any, url: str) -> str:
-    """A GET from inside the namespace."""
-    code = f"import httpx, sys; sys.stdout.write(httpx.get({url!r}, timeout=30).text)"
+async def _run_in(ns: Any, code: str) -> str:
+    """Python ``code`` run inside the namespace; its standard output."""
     proc = await ns.spawn([sys.executable, "-c", code])
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return str(out.decode())
+
+
+async def _fetch(ns: Any, url: str) -> str:
+    """A GET from inside the namespace."""
+    return await _run_in(
+        ns, f"import httpx, sys; sys.stdout.write(httpx.get({url!r}, timeout=30).text)"
+    )
+
+
+async def _worker_events(ns: Any) -> list[dict[str, str]]:
+    """The worker-events stream of the system's Redis (embedded, in the namespace)."""
+    code = (
+        "import json, sys, redis; from agentline.keys import Keys; "
+        "rows = redis.Redis(decode_responses=True).xrange(Keys().worker_events); "
+        "sys.stdout.write(json.dumps([fields for _, fields in rows]))"
+    )
+    return list(json.loads(await _run_in(ns, code) or "[]"))
+
+
+def stage_shares(split: dict[str, Any], lags: dict[str, Any], metrics_text: str) -> dict[str, Any]:
+    """agentline's own share of each stage, p99 (ms): ``dispatching`` the queue wait less the
+    wait for a slot (records); ``dispatched`` the dispatcher's own time in the request step
+    (its ``dispatcher_own_overhead_seconds{step="request"}``: LiveKit's call excluded);
+    ``assigned`` / ``joined`` / ``speaking`` the signal's way from the worker's or LiveKit's
+    report to the record (``signal_lags``)."""
+    from dispatcher.testing import histogram_buckets, histogram_quantile
+
+    request = histogram_buckets(metrics_text, "dispatcher_own_overhead_seconds", 'step="request"')
+    shares: dict[str, Any] = {
+        "dispatching": split["own_queue_wait"].get("p99_ms"),
+        "dispatched": round(histogram_quantile(request, 0.99) * 1000, 2),
+    }
+    for stage, figures in lags.items():
+        shares[stage] = figures.get("p99_ms")
+    return shares
 
 
 def own_share(split: dict[str, Any], metrics_text: str) -> dict[str, Any]:
@@ -131,6 +165,11 @@ async def _scenario(
                 await _fetch(ns, f"http://{ns.server_ip}:{EMULATOR_PORT}/emulator/state")
             )
             figures["webhooks"] = webhook_delivery(state["webhooks"]["deliveries"])
+            lags = signal_lags(
+                raw["records"], await _worker_events(ns), state["webhooks"]["deliveries"]
+            )
+            figures["own_share"]["signal_lag"] = lags
+            figures["own_share"]["stage_p99_ms"] = stage_shares(split, lags, metrics)
             return figures
         finally:
             if system.returncode is None:  # else signalling it would hide the real error
@@ -192,6 +231,7 @@ async def run() -> dict[str, Any]:
                 if own
                 else {"value": None, "target": "<= 20", "met": False}
             ),
+            "c_own_share_of_each_stage_p99_ms": _stage_target(own.get("stage_p99_ms")),
             "c_capacity_wait_p99_ms": {
                 "value": own.get("capacity_wait_p99_ms"),
                 "target": "reported (the worker fleet's capacity, not agentline's own)",
@@ -211,6 +251,13 @@ async def _kept(scenario: Any) -> dict[str, Any]:
         return dict(await scenario)
     except Exception as error:  # reported in the results, and the run exits non-zero
         return {"failed": f"{type(error).__name__}: {str(error)[-1500:]}"}
+
+
+def _stage_target(shares: dict[str, Any] | None) -> dict[str, Any]:
+    """Met when every stage's own share is known and at most 20 ms at p99."""
+    values = list((shares or {}).values())
+    met = bool(values) and all(v is not None and v <= 20 for v in values)
+    return {"value": shares, "target": "each <= 20", "met": met}
 
 
 def _target(figures: dict[str, Any], stage: str, bound: float) -> dict[str, Any]:

@@ -106,3 +106,62 @@ def webhook_delivery(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
         event: {"queued": _p(queued), "post": _p(took)}
         for event, (queued, took) in sorted(by_event.items())
     }
+
+
+# What reports each stage first: the agent worker's own event (worker-events stream) or
+# LiveKit's webhook about the agent participant (the emulator's deliveries).
+STAGE_EVIDENCE: dict[str, tuple[str, str]] = {
+    "assigned": ("accepted", ""),
+    "joined": ("joined", "participant_joined"),
+    "speaking": ("audio_published", "track_published"),
+}
+
+
+def signal_lags(
+    records: list[dict[str, Any]],
+    worker_events: list[dict[str, str]],
+    webhook_posts: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """agentline's own share of the stages a signal moves: the record's time of the stage
+    less the earliest report of it, the worker's event (its ``at_ms``: our worker's reporting
+    path counts as ours) or LiveKit's webhook about the agent participant (when its POST
+    started, ``sent_at``: the time it waited in LiveKit's sender is LiveKit's). That is the
+    signal's way through Redis or HTTP and the dispatcher until the transition is stamped. A
+    stage stamped before any report seen here (a ListDispatch poll, say) counts as 0 and is
+    counted apart (``before_report``)."""
+    by_worker: dict[tuple[str, str], float] = {}
+    for event in worker_events:
+        key = (event.get("dispatch_id", ""), event.get("kind", ""))
+        at = int(event.get("at_ms", "0") or 0) / 1000
+        if key[0] and at and (key not in by_worker or at < by_worker[key]):
+            by_worker[key] = at
+    by_livekit: dict[tuple[str, str], float] = {}
+    for post in webhook_posts:
+        if post.get("participant_kind") != "AGENT" or "sent_at" not in post:
+            continue
+        key = (str(post.get("room", "")), str(post.get("event", "")))
+        t = float(post["sent_at"])
+        if key not in by_livekit or t < by_livekit[key]:
+            by_livekit[key] = t
+    out: dict[str, Any] = {}
+    for stage, (worker_kind, livekit_event) in STAGE_EVIDENCE.items():
+        lags: list[float] = []
+        before = 0
+        for record in records:
+            stamped = stamps(record).get(stage)
+            reports = [
+                t
+                for t in (
+                    by_worker.get((record["id"], worker_kind)),
+                    by_livekit.get((record.get("room", ""), livekit_event)),
+                )
+                if t is not None
+            ]
+            if stamped is None or not reports:
+                continue
+            lag = stamped - min(reports)
+            if lag < 0:
+                before += 1
+            lags.append(max(0.0, lag))
+        out[stage] = {**_p(lags), "before_report": before}
+    return out

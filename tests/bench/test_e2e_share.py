@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.e2e_share import queue_split, webhook_delivery
+from bench.e2e_share import queue_split, signal_lags, webhook_delivery
 
 
 def _record(**at_ms: int) -> dict[str, Any]:
@@ -61,3 +61,42 @@ def test_webhook_delivery_by_event() -> None:
     figures = webhook_delivery(deliveries)
     assert figures["participant_joined"]["queued"]["max_ms"] == 120.0
     assert figures["room_started"]["post"]["p50_ms"] == 3.0
+
+
+def test_signal_lag_counts_from_the_earliest_report_of_the_stage() -> None:
+    base = 1_800_000_000.0
+    record = {
+        "id": "dsp_1",
+        "room": "room-1",
+        **_record(requested=0, assigned=230, joined=400, speaking=520),
+    }
+    worker_events = [
+        {"dispatch_id": "dsp_1", "kind": "accepted", "at_ms": str(int(base * 1000) + 225)},
+        {"dispatch_id": "dsp_1", "kind": "joined", "at_ms": str(int(base * 1000) + 395)},
+        {"dispatch_id": "dsp_1", "kind": "audio_published", "at_ms": str(int(base * 1000) + 530)},
+        {"dispatch_id": "dsp_2", "kind": "accepted", "at_ms": str(int(base * 1000))},
+    ]
+    webhook_posts = [
+        # the agent's join reached us first by webhook: the lag counts from its POST
+        {"event": "participant_joined", "room": "room-1", "participant_kind": "AGENT",
+         "sent_at": base + 0.390},
+        # the caller's events are not the agent's
+        {"event": "track_published", "room": "room-1", "participant_kind": "STANDARD",
+         "sent_at": base + 0.100},
+        {"event": "track_published", "room": "room-1", "participant_kind": "AGENT",
+         "sent_at": base + 0.510},
+    ]  # fmt: skip
+    lags = signal_lags([record], worker_events, webhook_posts)
+    assert lags["assigned"]["max_ms"] == 5.0
+    assert lags["joined"]["max_ms"] == 10.0
+    assert lags["speaking"]["max_ms"] == 10.0  # the webhook at 510 ms, not the worker's 530
+    assert all(lags[s]["before_report"] == 0 for s in lags)
+
+
+def test_a_stage_stamped_before_its_report_counts_as_zero() -> None:
+    base_ms = 1_800_000_000_000
+    record = {"id": "dsp_1", "room": "r", **_record(requested=0, assigned=100)}
+    events = [{"dispatch_id": "dsp_1", "kind": "accepted", "at_ms": str(base_ms + 150)}]
+    lags = signal_lags([record], events, [])
+    assert lags["assigned"]["max_ms"] == 0.0 and lags["assigned"]["before_report"] == 1
+    assert lags["joined"]["count"] == 0

