@@ -68,6 +68,14 @@ class DevSystem:
         self.children.append(child)
         child.relay = asyncio.create_task(self._relay(child))
 
+    async def start_answering(self, child: Child, url: str) -> bool:
+        """Start ``child`` and wait until ``url`` answers; False (said) when it does not."""
+        await self.start(child)
+        if await _wait_http(url):
+            return True
+        print(f"dev: {child.name} did not start (nothing answers at {url})", file=sys.stderr)
+        return False
+
     async def _relay(self, child: Child) -> None:
         assert child.process and child.process.stdout
         tty = sys.stdout.isatty()
@@ -174,22 +182,15 @@ async def run_dev(with_worker: bool, standin_nice: int = DEFAULT_STANDIN_NICE) -
             env["LIVEKIT_API_KEY"] = DEV_LIVEKIT_API_KEY
             env["LIVEKIT_API_SECRET"] = DEV_LIVEKIT_API_SECRET
             webhook = "http://127.0.0.1:8081/webhooks/livekit"
-            await system.start(
-                Child(
-                    "emulator",
-                    [
-                        "livekit-emulator",
-                        "--host", host, "--port", str(EMULATOR_PORT),
-                        "--keys", f"{DEV_LIVEKIT_API_KEY}:{DEV_LIVEKIT_API_SECRET}",
-                        "--webhook-url", webhook,
-                        *os.environ.get("AGENTLINE_DEV_EMULATOR_ARGS", "").split(),
-                    ],
-                    env,
-                    nice=standin_nice,
-                )
-            )  # fmt: skip
-            if not await _wait_http(f"http://{host}:{EMULATOR_PORT}/"):
-                print("dev: the LiveKit emulator did not start", file=sys.stderr)
+            emulator = [
+                "livekit-emulator",
+                "--host", host, "--port", str(EMULATOR_PORT),
+                "--keys", f"{DEV_LIVEKIT_API_KEY}:{DEV_LIVEKIT_API_SECRET}",
+                "--webhook-url", webhook,
+                *os.environ.get("AGENTLINE_DEV_EMULATOR_ARGS", "").split(),
+            ]  # fmt: skip
+            standin = Child("emulator", emulator, env, nice=standin_nice)
+            if not await system.start_answering(standin, f"http://{host}:{EMULATOR_PORT}/"):
                 return 1
             print(f"dev: LIVEKIT_URL not set; LiveKit emulator at {env['LIVEKIT_URL']}")
         else:
@@ -198,17 +199,12 @@ async def run_dev(with_worker: bool, standin_nice: int = DEFAULT_STANDIN_NICE) -
         if with_worker and not env.get("OPENAI_API_KEY") and not env.get("OPENAI_BASE_URL"):
             # OpenAI is another machine too: the stand-in runs apart from the worker, whose
             # event loop its speech synthesis would otherwise hold (~30 ms a response).
-            await system.start(
-                Child(
-                    "realtime",
-                    [sys.executable, "-m", "agent_worker.realtime_standin",
-                     "--port", str(REALTIME_STANDIN_PORT)],
-                    env,
-                    nice=standin_nice,
-                )
-            )  # fmt: skip
-            if not await _wait_http(f"http://127.0.0.1:{REALTIME_STANDIN_PORT}/"):
-                print("dev: the Realtime stand-in did not start", file=sys.stderr)
+            realtime = [sys.executable, "-m", "agent_worker.realtime_standin",
+                        "--port", str(REALTIME_STANDIN_PORT)]  # fmt: skip
+            standin = Child("realtime", realtime, env, nice=standin_nice)
+            if not await system.start_answering(
+                standin, f"http://127.0.0.1:{REALTIME_STANDIN_PORT}/"
+            ):
                 return 1
             env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{REALTIME_STANDIN_PORT}/v1"
             print(f"dev: OPENAI_API_KEY not set; Realtime stand-in at {env['OPENAI_BASE_URL']}")
