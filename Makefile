@@ -52,8 +52,8 @@ format: sync ## Apply ruff fixes and formatting
 	@$(UV) run --no-sync ruff format .
 
 .PHONY: typecheck
-typecheck: sync ## mypy on the shared library, the services and the emulator
-	@$(UV) run --no-sync mypy -p agentline -p token_api -p dispatcher -p agent_worker -p livekit_emulator
+typecheck: sync ## mypy on the shared library, the services, the emulator and the benchmarks
+	@$(UV) run --no-sync mypy -p agentline -p token_api -p dispatcher -p agent_worker -p livekit_emulator -p bench
 
 .PHONY: bench
 bench: sync ## Run the benchmarks; figures are printed and written to bench/results/

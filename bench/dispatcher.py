@@ -165,7 +165,8 @@ async def _wait_speaking(redis: Redis, keys: Keys, ids: list[str], within: float
     if remaining:
         counts: dict[str, int] = {}
         for dispatch_id in remaining:
-            state = await redis.hget(keys.dispatch(dispatch_id), "state") or "missing"
+            raw = await redis.hget(keys.dispatch(dispatch_id), "state")
+            state = raw.decode() if isinstance(raw, bytes) else raw or "missing"
             counts[state] = counts.get(state, 0) + 1
         raise RuntimeError(f"{len(remaining)} dispatches did not settle within {within}s: {counts}")
     return records

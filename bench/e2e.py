@@ -187,9 +187,9 @@ async def run() -> dict[str, Any]:
 
     reason = skip_reason()
     if reason:
-        figures = {"skipped": reason}
-        write_results("e2e", figures)
-        return figures
+        skipped: dict[str, Any] = {"skipped": reason}
+        write_results("e2e", skipped)
+        return skipped
     # A call holds its worker slot from admission to its end (the caller hangs up once the
     # agent speaks): 1-2.5 s on a quiet machine, so 2/s needs 2-5 of the 8 slots. On contended
     # cores the hold grows (8-17 s measured) and dispatches wait: that wait is reported apart
