@@ -49,6 +49,15 @@ async def test_agent_lifecycle_webhooks_verify_with_webhook_receiver() -> None:
         )
         assert published.track.source == models.TrackSource.MICROPHONE
         assert published.room == models.Room(sid=joined.room.sid, name="w")
+        # the deliveries say whom each event is about (the e2e benchmark's evidence)
+        await wait_until(lambda: len(emu.webhooks.deliveries) >= 3)
+        about = [(d["event"], d["participant"], d["participant_kind"])
+                 for d in list(emu.webhooks.deliveries)[:3]]  # fmt: skip
+        assert about == [
+            ("room_started", None, None),
+            ("participant_joined", joined.participant.identity, "AGENT"),
+            ("track_published", joined.participant.identity, "AGENT"),
+        ]
 
         identity = joined.participant.identity
         await lk.room.remove_participant(api.RoomParticipantIdentity(room="w", identity=identity))
@@ -154,6 +163,9 @@ async def test_slow_receiver_queues_behind_its_sender_only() -> None:
         assert by_room[first]["queued_ms"] < 100
         assert by_room[same]["queued_ms"] >= 150  # behind the first on its sender
         assert by_room[other]["queued_ms"] < 100  # another sender: not held
+        # when each POST started (wall clock): the one held behind its sender started later
+        assert by_room[same]["sent_at"] - by_room[first]["sent_at"] >= 0.15
+        assert all(d["participant_kind"] is None for d in by_room.values())  # room events
 
 
 async def test_a_full_sender_queue_drops_events_and_says_how_many() -> None:
