@@ -186,18 +186,27 @@ class Admission:
             self.keys.waiting_queue(agent_name),
         ]
 
+    def _admit_call(
+        self, dispatch_id: str, agent_name: str, front: bool
+    ) -> tuple[list[Any], list[Any]]:
+        """The admission script's keys and arguments (``_ADMIT``)."""
+        at = now_ms()
+        keys = [*self._keys(agent_name), self.keys.admission_agents]
+        args = [at, dispatch_id, at + self.reserve_ms, "1" if front else "0", agent_name]
+        return keys, args
+
+    @staticmethod
+    def _result(reply: Any) -> AdmitResult:
+        admitted, position, capacity, used = (int(x) for x in reply)
+        return AdmitResult(admitted == 1, position, capacity, used)
+
     async def try_admit(
         self, dispatch_id: str, agent_name: str, front: bool = False
     ) -> AdmitResult:
         """Reserve a slot, or queue the dispatch (idempotent: a queued one keeps its place, a
         held reservation is kept and extended). ``front``: queue at the head (it lost its slot)."""
-        at = now_ms()
-        reply: Any = await self._admit(
-            keys=[*self._keys(agent_name), self.keys.admission_agents],
-            args=[at, dispatch_id, at + self.reserve_ms, "1" if front else "0", agent_name],
-        )
-        admitted, position, capacity, used = (int(x) for x in reply)
-        return AdmitResult(admitted == 1, position, capacity, used)
+        keys, args = self._admit_call(dispatch_id, agent_name, front)
+        return self._result(await self._admit(keys=keys, args=args))
 
     async def try_admit_in(
         self, pipe: Any, dispatch_id: str, agent_name: str, owned: OwnedRequest
@@ -205,27 +214,17 @@ class Admission:
         """Queue ``try_admit`` in ``pipe`` (after the commands that take ``owned``'s lease and
         room claim): it runs only if they did and the record is still new.
         ``admitted_from`` reads its reply."""
-        at = now_ms()
+        keys, args = self._admit_call(dispatch_id, agent_name, front=False)
         await self._admit_if_owned(
-            keys=[
-                *self._keys(agent_name),
-                self.keys.admission_agents,
-                owned.lease_key,
-                owned.room_key,
-                owned.record_key,
-            ],
-            args=[at, dispatch_id, at + self.reserve_ms, "0", agent_name, owned.lease_token,
-                  owned.new_state],
+            keys=[*keys, owned.lease_key, owned.room_key, owned.record_key],
+            args=[*args, owned.lease_token, owned.new_state],
             client=pipe,
-        )  # fmt: skip
+        )
 
-    @staticmethod
-    def admitted_from(reply: Any) -> AdmitResult | None:
+    @classmethod
+    def admitted_from(cls, reply: Any) -> AdmitResult | None:
         """The reply of ``try_admit_in``: None when it did not run."""
-        admitted, position, capacity, used = (int(x) for x in reply)
-        if admitted < 0:
-            return None
-        return AdmitResult(admitted == 1, position, capacity, used)
+        return None if int(reply[0]) < 0 else cls._result(reply)
 
     async def confirm(self, dispatch_id: str, agent_name: str) -> bool:
         """The worker accepted: hold the slot until the job ends."""

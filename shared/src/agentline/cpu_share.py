@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 AUTOGROUP_SWITCH = Path("/proc/sys/kernel/sched_autogroup_enabled")
+NICE_VALUES = range(0, 20)  # the weights a process may give itself: 0 (unchanged) to 19
 
 
 def autogroup_enabled() -> bool:
@@ -35,7 +36,7 @@ def lower_cpu_weight(pid: int, nice: int) -> list[str]:
     """Give ``pid`` (a session leader) and the children it starts from now on the CPU weight of
     ``nice`` (0–19). Returns what was set (``nice``, ``autogroup``); empty when nothing could be
     (not Linux, or the process is gone)."""
-    if not 0 <= nice <= 19:
+    if nice not in NICE_VALUES:
         raise ValueError(f"nice must be between 0 and 19, not {nice}")
     applied: list[str] = []
     if nice == 0:

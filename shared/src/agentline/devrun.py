@@ -21,7 +21,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-from agentline.cpu_share import lower_cpu_weight
+from agentline.cpu_share import NICE_VALUES, lower_cpu_weight
 from agentline.redis_conn import EmbeddedRedis, ping
 from agentline.settings import DEV_API_KEY, DEV_LIVEKIT_API_KEY, DEV_LIVEKIT_API_SECRET
 
@@ -290,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         "--standin-nice",
         type=_standin_nice,
         default=os.environ.get(STANDIN_NICE_ENV, str(DEFAULT_STANDIN_NICE)),
-        help=f"CPU nice value (0-19, env {STANDIN_NICE_ENV}) of the emulator and the agent "
-        "worker, which stand in for other machines; 0 gives them the control plane's share",
+        help=f"CPU nice value (0-19, env {STANDIN_NICE_ENV}) of the emulator, the Realtime "
+        "stand-in and the agent worker, which stand in for other machines; 0 gives them the "
+        "control plane's share",
     )
     args = parser.parse_args(argv)
     if _wants_netns(args.netns):
@@ -309,7 +310,7 @@ def _standin_nice(text: str) -> int:
         value = int(text)
     except ValueError:
         value = -1
-    if not 0 <= value <= 19:
+    if value not in NICE_VALUES:
         raise argparse.ArgumentTypeError(
             f"{STANDIN_NICE_ENV} / --standin-nice must be a whole number from 0 to 19, not {text!r}"
         )

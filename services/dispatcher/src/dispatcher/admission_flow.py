@@ -89,9 +89,11 @@ class Admitter:
                 await self._no_capacity(record, at - waited_since)
                 return False
         front = record.state is DispatchState.DISPATCHING  # it had a slot and lost it
-        if known is None:
-            known = await io(admission.try_admit(record.id, record.agent_name, front=front))
-        result = known
+        result = (
+            known
+            if known is not None
+            else await io(admission.try_admit(record.id, record.agent_name, front=front))
+        )
         if result.admitted:
             return True
         estimate = await io(

@@ -19,11 +19,10 @@ from agentline.ids import now_ms
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.logs import get_logger
 from agentline.schema import DispatchRecord, DispatchRequest
-from agentline.settings import RegistryPolicy
 from dispatcher.context import LeaseLost, dispatch_span
 from dispatcher.engine import Engine
 from dispatcher.overhead import io
-from dispatcher.registry_check import wait_for_worker
+from dispatcher.registry_check import passes_at_once, wait_for_worker
 
 log = get_logger("dispatcher.intake")
 
@@ -33,8 +32,8 @@ async def start_dispatch(
 ) -> None:
     ctx = engine.ctx
     dispatch_id = request.dispatch_id
-    admission = engine.admitter.admission
-    admit_early = admission is not None and _passes_registry_at_once(engine, request)
+    # The slot in the same round trip when the registry check will pass without a read.
+    early = engine.admitter.admission if _passes_at_once(engine, request) else None
     async with ctx.hot_redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(ctx.keys.dispatch(dispatch_id))
         token = ctx.leases.acquire_in(pipe, dispatch_id, ctx.lease_ms)
@@ -42,8 +41,7 @@ async def start_dispatch(
         # NX: a redelivered request keeps the deadline its stage already has.
         pipe.zadd(ctx.keys.deadlines, {dispatch_id: now_ms() + ctx.lease_ms}, nx=True)
         ack_in(pipe)
-        if admission is not None and admit_early:
-            # The slot in the same round trip, only if the lease and the room are ours.
+        if early is not None:  # it runs only if the lease and the room are ours
             owned = OwnedRequest(
                 lease_key=ctx.leases.key(dispatch_id),
                 lease_token=token,
@@ -51,10 +49,10 @@ async def start_dispatch(
                 record_key=ctx.keys.dispatch(dispatch_id),
                 new_state=DispatchState.REQUESTED.value,
             )
-            await admission.try_admit_in(pipe, dispatch_id, request.agent_name, owned)
+            await early.try_admit_in(pipe, dispatch_id, request.agent_name, owned)
         replies = await io(pipe.execute())
     raw, leased, room_claimed = replies[:3]
-    admitted = Admission.admitted_from(replies[5]) if admit_early else None
+    admitted = Admission.admitted_from(replies[-1]) if early is not None else None
     leased = ctx.leases.acquired(dispatch_id, token, leased)
     record = DispatchRecord.from_hash(raw) if raw else None
     if record is None or record.state is not DispatchState.REQUESTED:
@@ -73,13 +71,12 @@ async def start_dispatch(
     await first_attempt(engine, record, admitted)
 
 
-def _passes_registry_at_once(engine: Engine, request: DispatchRequest) -> bool:
-    """Whether the registry check will pass without a read (see ``_checked``): then the
-    request's slot can be taken in its intake round trip."""
-    if not request.room or not request.agent_name:
-        return False
-    policy = engine.ctx.settings.registry_policy
-    return policy is RegistryPolicy.ADVISE or engine.ctx.served.known_to_serve(request.agent_name)
+def _passes_at_once(engine: Engine, request: DispatchRequest) -> bool:
+    """Whether ``_checked`` will pass without a read."""
+    ctx = engine.ctx
+    return bool(request.room and request.agent_name) and passes_at_once(
+        ctx.served, request.agent_name, ctx.settings.registry_policy
+    )
 
 
 async def resume_requested(engine: Engine, record: DispatchRecord) -> None:

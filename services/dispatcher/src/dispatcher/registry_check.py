@@ -38,15 +38,15 @@ class ServedNames:
             return self._names
 
     async def serves(self, agent_name: str) -> bool:
-        age = time.monotonic() - self._read_at
-        if agent_name in self._names and age < self.ttl:
-            if age > self.ttl / 2 and (self._background is None or self._background.done()):
+        if self.known_to_serve(agent_name):
+            half_stale = time.monotonic() - self._read_at > self.ttl / 2
+            if half_stale and (self._background is None or self._background.done()):
                 self._background = asyncio.create_task(self._refresh_quietly())
             return True
         return agent_name in await self.refresh()
 
     def known_to_serve(self, agent_name: str) -> bool:
-        """What ``serves`` would answer at once from its cache (no read)."""
+        """What ``serves`` answers at once from its cache (no read)."""
         return agent_name in self._names and time.monotonic() - self._read_at < self.ttl
 
     async def _refresh_quietly(self) -> None:
@@ -56,6 +56,11 @@ class ServedNames:
 
     async def names(self) -> list[str]:
         return sorted(await self.refresh())
+
+
+def passes_at_once(served: ServedNames, agent_name: str, policy: RegistryPolicy) -> bool:
+    """Whether ``wait_for_worker`` will answer True without a read."""
+    return policy is RegistryPolicy.ADVISE or served.known_to_serve(agent_name)
 
 
 async def wait_for_worker(

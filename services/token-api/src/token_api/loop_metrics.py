@@ -20,7 +20,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Generic, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from prometheus_client import metrics as client_metrics
@@ -76,7 +76,10 @@ class HistogramSeries:
         self.sum += amount
 
 
-class _Family(ABC):
+S = TypeVar("S", CounterSeries, GaugeSeries, HistogramSeries)
+
+
+class _Family(ABC, Generic[S]):
     """Series by label values, as prometheus_client's ``labels(...)`` gives them; a subclass
     says what a series is and how the family is exposed."""
 
@@ -92,13 +95,16 @@ class _Family(ABC):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self._series: dict[tuple[str, ...], Any] = {}
+        self._series: dict[tuple[str, ...], S] = {}
         registry.register(self)
 
     @abstractmethod
-    def _new_series(self) -> Any: ...
+    def _new_series(self) -> S: ...
 
-    def _series_of(self, values: tuple[object, ...]) -> Any:
+    def labels(self, *values: object) -> S:
+        return self._series_of(values)
+
+    def _series_of(self, values: tuple[object, ...]) -> S:
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, not {values!r}")
         key = tuple(str(value) for value in values)
@@ -107,7 +113,7 @@ class _Family(ABC):
             series = self._series[key] = self._new_series()
         return series
 
-    def _unlabelled(self) -> Any:
+    def _unlabelled(self) -> S:
         if self.labelnames:
             raise ValueError(f"{self.name} has labels: use .labels(...)")
         return self._series_of(())
@@ -118,12 +124,12 @@ class _Family(ABC):
     @abstractmethod
     def collect(self) -> Iterator[Metric]: ...
 
-    def _labelled(self) -> Iterator[tuple[dict[str, str], Any]]:
+    def _labelled(self) -> Iterator[tuple[dict[str, str], S]]:
         for key, series in list(self._series.items()):
             yield dict(zip(self.labelnames, key, strict=True)), series
 
 
-class LoopCounter(_Family):
+class LoopCounter(_Family[CounterSeries]):
     """A counter family; ``labels(...)`` gives its series (unlabelled: ``inc`` directly)."""
 
     kind = "counter"
@@ -142,10 +148,6 @@ class LoopCounter(_Family):
     def _new_series(self) -> CounterSeries:
         return CounterSeries()
 
-    def labels(self, *values: object) -> CounterSeries:
-        series: CounterSeries = self._series_of(values)
-        return series
-
     def inc(self, amount: float = 1.0) -> None:
         (self._alone or self._unlabelled()).inc(amount)
 
@@ -159,15 +161,11 @@ class LoopCounter(_Family):
         yield family
 
 
-class LoopGauge(_Family):
+class LoopGauge(_Family[GaugeSeries]):
     kind = "gauge"
 
     def _new_series(self) -> GaugeSeries:
         return GaugeSeries()
-
-    def labels(self, *values: object) -> GaugeSeries:
-        series: GaugeSeries = self._series_of(values)
-        return series
 
     def inc(self, amount: float = 1.0) -> None:
         self._unlabelled().inc(amount)
@@ -182,7 +180,7 @@ class LoopGauge(_Family):
         yield family
 
 
-class LoopHistogram(_Family):
+class LoopHistogram(_Family[HistogramSeries]):
     kind = "histogram"
 
     def __init__(
@@ -204,10 +202,6 @@ class LoopHistogram(_Family):
 
     def _new_series(self) -> HistogramSeries:
         return HistogramSeries(self._bounds)
-
-    def labels(self, *values: object) -> HistogramSeries:
-        series: HistogramSeries = self._series_of(values)
-        return series
 
     def observe(self, amount: float) -> None:
         self._unlabelled().observe(amount)
