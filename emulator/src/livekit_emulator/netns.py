@@ -10,7 +10,8 @@ Two ways to put something inside:
   receiver, subprocesses it starts, threads it creates) live there. Sockets keep their
   namespace when the thread leaves. Threads created earlier (an already started thread
   pool) stay where they were.
-* ``NetNamespace.spawn(...)``: an asyncio subprocess started with ``ip netns exec``.
+* ``NetNamespace.spawn(...)``: an asyncio subprocess started inside it (``nsenter --net``, or
+  ``ip netns exec`` where util-linux's nsenter is missing).
 
 Root is needed (``ip netns add``); ``skip_reason()`` tells a test why it cannot run.
 """
@@ -144,7 +145,11 @@ class NetNamespace:
             os.close(own)
 
     def command(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` prefixed so that it runs inside the namespace."""
+        """``argv`` prefixed so that it runs inside the namespace. nsenter enters the network
+        namespace only; ``ip netns exec`` also gives the process mounts of its own with a new
+        /sys, which hides the cgroup hierarchy (``agentline.cpu_share`` puts stand-ins there)."""
+        if shutil.which("nsenter"):
+            return ["nsenter", f"--net={NETNS_DIR / self.name}", "--", *argv]
         return ["ip", "netns", "exec", self.name, *argv]
 
     async def spawn(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,6 +50,21 @@ async def test_entered_thread_and_spawned_processes_live_inside() -> None:
         listener.close()
         assert (proc.returncode, out) == (0, b"in\n"), err
     assert ns.name not in _namespaces()
+
+
+async def test_spawned_processes_enter_the_network_namespace_only() -> None:
+    """They keep the host's mounts, so they see its cgroups (agentline.cpu_share puts the
+    one-box stand-ins there); ``ip netns exec`` would give them a /sys of their own."""
+    if shutil.which("nsenter") is None:
+        pytest.skip("util-linux nsenter is not installed: ip netns exec is used instead")
+    code = "import os; print(os.readlink('/proc/self/ns/mnt'), os.readlink('/proc/self/ns/net'))"
+    with namespace() as ns:
+        proc = await ns.spawn([sys.executable, "-c", code])
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    mounts, network = out.decode().split()
+    assert mounts == os.readlink("/proc/self/ns/mnt")
+    assert network != os.readlink("/proc/self/ns/net")
 
 
 def test_stale_namespaces_of_dead_processes_are_removed() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from types import SimpleNamespace
 from typing import Any
 
@@ -337,3 +338,23 @@ async def test_the_request_span_continues_the_dispatch_trace(
     assert format(span.context.trace_id, "032x") == trace_id
     assert span.parent is not None and format(span.parent.span_id, "016x") == parent_id
     assert span.attributes["agentline.answer"] == "accepted"
+
+
+def test_job_processes_join_a_handed_down_cpu_group(tmp_path: Any, monkeypatch: Any) -> None:
+    """On a one-box run the job processes (the agents' media) take the stand-ins' CPU share
+    (agentline.cpu_share); the worker process keeps its own. Elsewhere nothing happens."""
+    from agent_worker.app import WorkerApp
+    from agent_worker.job import prepare_job_process
+    from agentline.cpu_share import SHARED_GROUP_ENV
+    from agentline.settings import AgentWorkerSettings
+
+    server = WorkerApp(AgentWorkerSettings())._build_server(None)  # type: ignore[arg-type]
+    assert server.setup_fnc is prepare_job_process
+    # A stand-in for the group: a directory where the process writes its pid.
+    monkeypatch.setenv(SHARED_GROUP_ENV, str(tmp_path))
+    prepare_job_process(None)  # type: ignore[arg-type]
+    assert (tmp_path / "agent-jobs" / "cgroup.procs").read_text() == str(os.getpid())
+    monkeypatch.delenv(SHARED_GROUP_ENV)
+    (tmp_path / "agent-jobs" / "cgroup.procs").unlink()
+    prepare_job_process(None)  # type: ignore[arg-type]
+    assert not (tmp_path / "agent-jobs" / "cgroup.procs").exists()

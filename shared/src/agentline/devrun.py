@@ -6,7 +6,7 @@
   the local Realtime stand-in in a process of its own.
 Then token-api, the dispatcher and one agent worker, each a child process whose output is
 prefixed with its name, until Ctrl-C. The emulator, the Realtime stand-in and the worker stand
-in for other machines: they run with a lower CPU weight (``--standin-nice``, see
+in for other machines: they get a smaller CPU share (``--standin-cpu``, ``--standin-nice``, see
 ``agentline.cpu_share``).
 """
 
@@ -21,7 +21,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-from agentline.cpu_share import NICE_VALUES, lower_cpu_weight
+from agentline.cpu_share import NICE_VALUES, SHARE_MODES, SHARED_GROUP_ENV, StandinShare
 from agentline.redis_conn import EmbeddedRedis, ping
 from agentline.settings import DEV_API_KEY, DEV_LIVEKIT_API_KEY, DEV_LIVEKIT_API_SECRET
 
@@ -32,7 +32,9 @@ NETNS_ENV = "AGENTLINE_NETNS"
 EMULATOR_PORT = 7880
 REALTIME_STANDIN_PORT = 8089
 STANDIN_NICE_ENV = "AGENTLINE_DEV_STANDIN_NICE"
+STANDIN_CPU_ENV = "AGENTLINE_DEV_STANDIN_CPU"
 DEFAULT_STANDIN_NICE = 10
+DEFAULT_STANDIN_CPU = "idle"
 
 
 @dataclass
@@ -42,12 +44,13 @@ class Child:
     env: dict[str, str]
     process: asyncio.subprocess.Process | None = None
     colour: str = "0"
-    nice: int = 0  # > 0: a stand-in for another machine (agentline.cpu_share)
+    standin: bool = False  # stands in for another machine: the smaller CPU share
     relay: asyncio.Task[None] | None = None
 
 
 @dataclass
 class DevSystem:
+    share: StandinShare = field(default_factory=lambda: StandinShare("off"))
     children: list[Child] = field(default_factory=list)
     embedded_redis: EmbeddedRedis | None = None
 
@@ -64,7 +67,8 @@ class DevSystem:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own session: its CPU weight is its own
         )
-        lower_cpu_weight(child.process.pid, child.nice)
+        if child.standin:
+            self.share.apply(child.process.pid, child.name)
         self.children.append(child)
         child.relay = asyncio.create_task(self._relay(child))
 
@@ -106,6 +110,7 @@ class DevSystem:
                     os.killpg(child.process.pid, signal.SIGKILL)
         if self.embedded_redis:
             await self.embedded_redis.stop()
+        self.share.close()
 
 
 # Settings a system in a namespace must not inherit from the caller's environment.
@@ -160,8 +165,13 @@ async def _wait_http(url: str, seconds: float = 30.0) -> bool:
     return False
 
 
-async def run_dev(with_worker: bool, standin_nice: int = DEFAULT_STANDIN_NICE) -> int:
-    system = DevSystem()
+async def run_dev(
+    with_worker: bool,
+    standin_nice: int = DEFAULT_STANDIN_NICE,
+    standin_cpu: str = DEFAULT_STANDIN_CPU,
+) -> int:
+    system = DevSystem(share=StandinShare(standin_cpu, standin_nice))
+    print(f"dev: stand-ins' CPU share: {system.share.applied}")
     env = dict(os.environ)
     env.setdefault("AGENTLINE_ENV", "development")
     env.setdefault("LOG_FORMAT", "console")
@@ -189,7 +199,7 @@ async def run_dev(with_worker: bool, standin_nice: int = DEFAULT_STANDIN_NICE) -
                 "--webhook-url", webhook,
                 *os.environ.get("AGENTLINE_DEV_EMULATOR_ARGS", "").split(),
             ]  # fmt: skip
-            standin = Child("emulator", emulator, env, nice=standin_nice)
+            standin = Child("emulator", emulator, env, standin=True)
             if not await system.start_answering(standin, f"http://{host}:{EMULATOR_PORT}/"):
                 return 1
             print(f"dev: LIVEKIT_URL not set; LiveKit emulator at {env['LIVEKIT_URL']}")
@@ -201,7 +211,7 @@ async def run_dev(with_worker: bool, standin_nice: int = DEFAULT_STANDIN_NICE) -
             # event loop its speech synthesis would otherwise hold (~30 ms a response).
             realtime = [sys.executable, "-m", "agent_worker.realtime_standin",
                         "--port", str(REALTIME_STANDIN_PORT)]  # fmt: skip
-            standin = Child("realtime", realtime, env, nice=standin_nice)
+            standin = Child("realtime", realtime, env, standin=True)
             if not await system.start_answering(
                 standin, f"http://127.0.0.1:{REALTIME_STANDIN_PORT}/"
             ):
@@ -212,7 +222,14 @@ async def run_dev(with_worker: bool, standin_nice: int = DEFAULT_STANDIN_NICE) -
         await system.start(Child("dispatcher", ["dispatcher"], env))
         await system.start(Child("token-api", ["token-api"], env))
         if with_worker:
-            await system.start(Child("agent-worker", ["agent-worker"], env, nice=standin_nice))
+            # With an idle group, the job processes (the agents' media) join it and the worker
+            # itself (job acceptance, reports: agentline's control plane) keeps its share. With
+            # nice values only, a process's children share its weight: the worker yields too.
+            worker_env, group = dict(env), system.share.group
+            if group is not None:
+                worker_env[SHARED_GROUP_ENV] = str(group.path)
+            worker = Child("agent-worker", ["agent-worker"], worker_env, standin=group is None)
+            await system.start(worker)
         print(
             "dev: token-api http://127.0.0.1:8080 (API key "
             f"{env['TOKEN_API_API_KEYS'].split(',')[0]}), dispatcher :8081, worker :8082; Ctrl-C stops"
@@ -267,7 +284,14 @@ def _run_in_netns(argv: list[str]) -> int:
             f"'{DEV_NETNS}' ({DEV_NETNS_IP}). Reach it with: ip netns exec {DEV_NETNS} <command>"
         )
         env = {**os.environ, NETNS_ENV: DEV_NETNS, "AGENTLINE_DEV_HOST": DEV_NETNS_IP}
-        command = ["ip", "netns", "exec", DEV_NETNS, sys.executable, "-m", "agentline.devrun"]
+        # nsenter enters the network namespace only: `ip netns exec` would also remount /sys,
+        # hiding the cgroups that give the stand-ins their CPU share (agentline.cpu_share).
+        enter = (
+            ["nsenter", f"--net=/var/run/netns/{DEV_NETNS}", "--"]
+            if shutil.which("nsenter")
+            else ["ip", "netns", "exec", DEV_NETNS]
+        )
+        command = [*enter, sys.executable, "-m", "agentline.devrun"]
         child = subprocess.Popen([*command, *argv], env=env)
         try:
             return child.wait()
@@ -294,15 +318,26 @@ def main(argv: list[str] | None = None) -> int:
         "stand-in and the agent worker, which stand in for other machines; 0 gives them the "
         "control plane's share",
     )
+    parser.add_argument(
+        "--standin-cpu",
+        type=_standin_cpu,
+        default=os.environ.get(STANDIN_CPU_ENV, DEFAULT_STANDIN_CPU),
+        help=f"the stand-ins' CPU share (env {STANDIN_CPU_ENV}): idle (a cgroup with cpu.idle, "
+        "where this machine lets us make one; else as nice), nice (the --standin-nice value) "
+        "or off",
+    )
     args = parser.parse_args(argv)
     if _wants_netns(args.netns):
         return _run_in_netns(
             [
                 "--netns", "off", "--standin-nice", str(args.standin_nice),
+                "--standin-cpu", args.standin_cpu,
                 *(["--no-worker"] if args.no_worker else []),
             ]
         )  # fmt: skip
-    return asyncio.run(run_dev(with_worker=not args.no_worker, standin_nice=args.standin_nice))
+    return asyncio.run(
+        run_dev(not args.no_worker, standin_nice=args.standin_nice, standin_cpu=args.standin_cpu)
+    )
 
 
 def _standin_nice(text: str) -> int:
@@ -315,6 +350,15 @@ def _standin_nice(text: str) -> int:
             f"{STANDIN_NICE_ENV} / --standin-nice must be a whole number from 0 to 19, not {text!r}"
         )
     return value
+
+
+def _standin_cpu(text: str) -> str:
+    if text not in SHARE_MODES:
+        raise argparse.ArgumentTypeError(
+            f"{STANDIN_CPU_ENV} / --standin-cpu must be one of {', '.join(SHARE_MODES)}, "
+            f"not {text!r}"
+        )
+    return text
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from livekit.agents import __version__ as agents_version
 from agent_worker.capacity import CapacityAgentServer, SlotLedger
 from agent_worker.config import JobConfig, publish_job_config
 from agent_worker.health import HealthServer, HealthState
-from agent_worker.job import entrypoint
+from agent_worker.job import entrypoint, prepare_job_process
 from agent_worker.job_reports import JobReportReceiver
 from agent_worker.jobs import WorkerJobs
 from agent_worker.metrics import WorkerMetrics
@@ -141,6 +141,7 @@ class WorkerApp:
             port=0,  # livekit-agents' own health server; ours is on settings.port
             preload_modules=["agent_worker.job"],
             initialize_process_timeout=20.0,
+            setup_fnc=prepare_job_process,
         )
         server.rtc_session(entrypoint, agent_name=s.agent_name, on_request=self._on_request)
         server.on("worker_registered", self._on_registered)

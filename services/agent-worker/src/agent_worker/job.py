@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import AgentSession, JobContext, room_io
+from livekit.agents import AgentSession, JobContext, JobProcess, room_io
 from livekit.agents.voice.events import CloseEvent, CloseReason
 
 from agent_worker.assistant import TravelAssistant, WarmRealtimeModel, build_model
@@ -22,6 +22,7 @@ from agent_worker.config import JobConfig, job_config
 from agent_worker.dispatch_metadata import parse_dispatch_metadata
 from agent_worker.job_reports import JobReport, JobReportKind, JobReportSender, truncate_error
 from agent_worker.job_tracing import JobSpan
+from agentline.cpu_share import join_handed_down_group
 
 log = logging.getLogger("agent_worker.job")
 _CALLER_KINDS = (
@@ -29,6 +30,14 @@ _CALLER_KINDS = (
     rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
     rtc.ParticipantKind.PARTICIPANT_KIND_CONNECTOR,
 )
+
+
+def prepare_job_process(_process: JobProcess) -> None:
+    """Run once in each job process before its first job. On a one-box run (`make dev`, the
+    end-to-end benchmark) the job processes do what the agents' own nodes would, the media, so
+    they join the stand-ins' CPU group (agentline.cpu_share); the worker process that accepts
+    jobs and writes their reports keeps the control plane's share. Elsewhere: nothing."""
+    join_handed_down_group("agent-jobs")
 
 
 def describe_exception(exc: BaseException) -> str:
