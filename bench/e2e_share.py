@@ -124,8 +124,9 @@ def signal_lags(
 ) -> dict[str, Any]:
     """agentline's own share of the stages a signal moves: the record's time of the stage
     less the earliest report of it, the worker's event (its ``at_ms``: our worker's reporting
-    path counts as ours) or LiveKit's webhook about the agent participant (when its POST
-    started, ``sent_at``: the time it waited in LiveKit's sender is LiveKit's). That is the
+    path counts as ours) or LiveKit's webhook about the agent participant (when its body was
+    written to the dispatcher's socket, ``posted_at``, else when its POST started, ``sent_at``:
+    the time it waited in LiveKit's sender and LiveKit took to send it is LiveKit's). That is the
     signal's way through Redis or HTTP and the dispatcher until the transition is stamped. A
     stage stamped before any report seen here (a ListDispatch poll, say) counts as 0 and is
     counted apart (``before_report``)."""
@@ -137,10 +138,11 @@ def signal_lags(
             by_worker[key] = at
     by_livekit: dict[tuple[str, str], float] = {}
     for post in webhook_posts:
-        if post.get("participant_kind") != "AGENT" or "sent_at" not in post:
+        reached = post.get("posted_at") or post.get("sent_at")
+        if post.get("participant_kind") != "AGENT" or not reached:
             continue
         key = (str(post.get("room", "")), str(post.get("event", "")))
-        t = float(post["sent_at"])
+        t = float(reached)
         if key not in by_livekit or t < by_livekit[key]:
             by_livekit[key] = t
     out: dict[str, Any] = {}

@@ -166,6 +166,10 @@ async def test_slow_receiver_queues_behind_its_sender_only() -> None:
         # when each POST started (wall clock): the one held behind its sender started later
         assert by_room[same]["sent_at"] - by_room[first]["sent_at"] >= 0.15
         assert all(d["participant_kind"] is None for d in by_room.values())  # room events
+        # when its body was written: after the POST started, long before the slow answer
+        for delivery in by_room.values():
+            answered_at = delivery["sent_at"] + delivery["took_ms"] / 1000
+            assert delivery["sent_at"] <= delivery["posted_at"] <= answered_at - 0.15
 
 
 async def test_a_full_sender_queue_drops_events_and_says_how_many() -> None:

@@ -91,6 +91,10 @@ def test_signal_lag_counts_from_the_earliest_report_of_the_stage() -> None:
     assert lags["joined"]["max_ms"] == 10.0
     assert lags["speaking"]["max_ms"] == 10.0  # the webhook at 510 ms, not the worker's 530
     assert all(lags[s]["before_report"] == 0 for s in lags)
+    # When the body reached our socket is known: the time LiveKit took to send it is not ours.
+    webhook_posts[0]["posted_at"] = base + 0.394  # still before the worker's report (395)
+    lags = signal_lags([record], worker_events, webhook_posts)
+    assert lags["joined"]["max_ms"] == 6.0
 
 
 def test_a_stage_stamped_before_its_report_counts_as_zero() -> None:

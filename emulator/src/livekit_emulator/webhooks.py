@@ -57,7 +57,8 @@ class WebhookNotifier:
         self._dropped_since_sent = 0  # goes out as numDropped with the next event sent
         # Recent deliveries: {"event", "room", "url", "status", "attempts", "error", "queued_ms" (event
         # to its delivery's start: time waiting behind its sender), "took_ms" (the POSTs),
-        # "sent_at" (the first POST's start, wall clock), "participant", "participant_kind"}.
+        # "sent_at" (the first POST's start, wall clock), "posted_at" (when its body was written
+        # to the socket, wall clock), "participant", "participant_kind"}.
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=10_000)
         self._queues: list[asyncio.Queue[_Queued]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -66,8 +67,13 @@ class WebhookNotifier:
     async def start(self) -> None:
         if self._session is not None:
             return
+        # A delivery's "posted_at": when its body went to the socket (no await between this
+        # hook and the write), so a receiver's share can be told from this sender's.
+        body_sent = aiohttp.TraceConfig()
+        body_sent.on_request_chunk_sent.append(_stamp_body_sent)
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._config.webhook_timeout_s)
+            timeout=aiohttp.ClientTimeout(total=self._config.webhook_timeout_s),
+            trace_configs=[body_sent],
         )
         n = max(1, self._config.webhook_senders)
         self._queues = [asyncio.Queue() for _ in range(n)]
@@ -167,6 +173,7 @@ class WebhookNotifier:
         }
         for url in self.urls:
             started, sent_at = loop.time(), time.time()
+            stamps: dict[str, float] = {}
             status: int | None = None
             error = ""
             attempts = 0
@@ -176,7 +183,9 @@ class WebhookNotifier:
                     self.stats["retries"] += 1
                     await asyncio.sleep(self._config.webhook_backoff_s * 2 ** (attempt - 1))
                 try:
-                    async with self._session.post(url, data=data, headers=headers) as resp:
+                    async with self._session.post(
+                        url, data=data, headers=headers, trace_request_ctx=stamps
+                    ) as resp:
                         status = resp.status
                         await resp.read()
                     if 200 <= status < 300:
@@ -200,9 +209,19 @@ class WebhookNotifier:
                     "queued_ms": round((started - emitted_at) * 1000, 1),
                     "took_ms": round((loop.time() - started) * 1000, 1),
                     "sent_at": sent_at,
+                    "posted_at": stamps.get("posted_at"),
                     **about,
                 }
             )
+
+
+async def _stamp_body_sent(
+    _session: aiohttp.ClientSession,
+    context: Any,
+    _params: aiohttp.TraceRequestChunkSentParams,
+) -> None:
+    """The first attempt's body write: the wall-clock time it left for the receiver."""
+    context.trace_request_ctx.setdefault("posted_at", time.time())
 
 
 def fnv1a_32(data: bytes) -> int:
