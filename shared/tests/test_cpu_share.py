@@ -52,12 +52,20 @@ def test_zero_changes_nothing_and_out_of_range_is_refused() -> None:
             lower_cpu_weight(os.getpid(), bad)
 
 
-@pytest.mark.parametrize("value", ["20", "-3", "ten"])
-def test_devrun_names_a_bad_standin_nice(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("flag", "value", "setting"),
+    [
+        *(("--standin-nice", v, "AGENTLINE_DEV_STANDIN_NICE") for v in ("20", "-3", "ten")),
+        *(("--standin-cpu", v, "AGENTLINE_DEV_STANDIN_CPU") for v in ("fast", "IDLE", "")),
+    ],
+)
+def test_devrun_names_a_bad_standin_setting(
+    flag: str, value: str, setting: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exited:
-        devrun.main(["--standin-nice", value])
+        devrun.main([flag, value])
     assert exited.value.code == 2
-    assert "AGENTLINE_DEV_STANDIN_NICE" in capsys.readouterr().err
+    assert setting in capsys.readouterr().err
 
 
 # --- the idle cgroup (root, or a delegated cgroup v2 subtree; CI runs as root) ---------------
@@ -161,11 +169,3 @@ def test_nice_and_off_modes_and_a_bad_mode() -> None:
         leader.wait()
     with pytest.raises(ValueError, match="idle, nice, off"):
         StandinShare("fast")
-
-
-@pytest.mark.parametrize("value", ["fast", "IDLE", ""])
-def test_devrun_names_a_bad_standin_cpu(value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        devrun.main(["--standin-cpu", value])
-    assert exited.value.code == 2
-    assert "AGENTLINE_DEV_STANDIN_CPU" in capsys.readouterr().err
