@@ -169,3 +169,14 @@ def test_nice_and_off_modes_and_a_bad_mode() -> None:
         leader.wait()
     with pytest.raises(ValueError, match="idle, nice, off"):
         StandinShare("fast")
+
+
+def test_groups_left_by_a_killed_run_are_removed(idle_share: StandinShare) -> None:
+    assert idle_share.group is not None
+    parent = idle_share.group.path.parent
+    dead_pid = 9_999_999  # above PID_MAX_LIMIT (4194304): never a live process
+    stale = parent / f"{GROUP_PREFIX}{dead_pid}-1"
+    (stale / "agent-jobs").mkdir(parents=True)
+    StandinShare("idle", 10).close()  # a new run looks for them
+    assert not stale.exists()
+    assert idle_share.group.path.exists()  # a live run's group stays

@@ -25,6 +25,7 @@ Two ways, the first one this machine allows (:class:`StandinShare`):
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from pathlib import Path
 
@@ -34,6 +35,7 @@ SHARE_MODES = ("idle", "nice", "off")  # idle falls back to nice where cgroups a
 GROUP_PREFIX = "agentline-standins-"
 # A run that starts another (the benchmark, `make dev`) hands its group down: one idle group.
 SHARED_GROUP_ENV = "AGENTLINE_STANDIN_CGROUP"
+_group_numbers = itertools.count(1)  # one process may make several groups
 
 
 def autogroup_enabled() -> bool:
@@ -112,9 +114,9 @@ class IdleCgroup:
         if parent is None:
             return None
         _remove_stale_groups(parent)
-        path = parent / f"{GROUP_PREFIX}{os.getpid()}"
+        path = parent / f"{GROUP_PREFIX}{os.getpid()}-{next(_group_numbers)}"
         try:
-            path.mkdir(exist_ok=True)
+            path.mkdir()
             (path / "cpu.idle").write_text("1")
         except OSError:
             with contextlib.suppress(OSError):
@@ -178,7 +180,7 @@ def _remove_stale_groups(parent: Path) -> None:
     """Groups left by runs that were killed: an empty cgroup can be removed, a busy one not."""
     with contextlib.suppress(OSError):
         for stale in parent.glob(f"{GROUP_PREFIX}*"):
-            owner = stale.name.removeprefix(GROUP_PREFIX)
+            owner = stale.name.removeprefix(GROUP_PREFIX).split("-")[0]  # PREFIX<pid>-<n>
             if owner.isdigit() and not Path(f"/proc/{owner}").exists():
                 for group in [*(c for c in stale.iterdir() if c.is_dir()), stale]:
                     with contextlib.suppress(OSError):
