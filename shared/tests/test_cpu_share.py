@@ -114,7 +114,7 @@ def test_idle_share_puts_each_standin_in_a_group_of_its_own_below_an_idle_one(
         idle_share.close()
         # The groups are gone and what still ran is back where it came from.
         assert not group.exists()
-        assert f"{GROUP_PREFIX}" not in _relative_cpu_path(first.pid)
+        assert GROUP_PREFIX not in _relative_cpu_path(first.pid)
     finally:
         for process in (first, second):
             process.kill()

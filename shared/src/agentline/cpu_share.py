@@ -49,8 +49,7 @@ def lower_cpu_weight(pid: int, nice: int) -> list[str]:
     """Give ``pid`` (a session leader) and the children it starts from now on the CPU weight of
     ``nice`` (0–19). Returns what was set (``nice``, ``autogroup``); empty when nothing could be
     (not Linux, or the process is gone)."""
-    if nice not in NICE_VALUES:
-        raise ValueError(f"nice must be between 0 and 19, not {nice}")
+    _check_nice(nice)
     applied: list[str] = []
     if nice == 0:
         return applied
@@ -62,6 +61,11 @@ def lower_cpu_weight(pid: int, nice: int) -> list[str]:
             Path(f"/proc/{pid}/autogroup").write_text(str(nice))
             applied.append("autogroup")
     return applied
+
+
+def _check_nice(nice: int) -> None:
+    if nice not in NICE_VALUES:
+        raise ValueError(f"nice must be between 0 and 19, not {nice}")
 
 
 def _own_cpu_cgroup() -> Path | None:
@@ -130,13 +134,8 @@ class IdleCgroup:
         """Move ``pid`` into a child group ``name-pid``; the children it starts from now on
         are born in it."""
         child = self.path / f"{name}-{pid}"
-        try:
-            child.mkdir(exist_ok=True)
-            self._children.append(child)
-            (child / "cgroup.procs").write_text(str(pid))
-        except OSError:  # gone already, or refused
-            return False
-        return True
+        self._children.append(child)  # removed by remove(), whether or not pid got in
+        return _move_into(child, pid)
 
     def remove(self) -> None:
         """Hand what still runs in the groups made here back to the parent, then remove them
@@ -167,10 +166,14 @@ def join_handed_down_group(name: str) -> bool:
     handed_down = os.environ.get(SHARED_GROUP_ENV)
     if not handed_down:
         return False
-    group = Path(handed_down) / name
+    return _move_into(Path(handed_down) / name, os.getpid())
+
+
+def _move_into(group: Path, pid: int) -> bool:
+    """Move ``pid`` into ``group`` (made when missing); False when it is gone or refused."""
     try:
         group.mkdir(exist_ok=True)
-        (group / "cgroup.procs").write_text(str(os.getpid()))
+        (group / "cgroup.procs").write_text(str(pid))
     except OSError:
         return False
     return True
@@ -194,8 +197,7 @@ class StandinShare:
     def __init__(self, mode: str = "idle", nice: int = 10) -> None:
         if mode not in SHARE_MODES:
             raise ValueError(f"mode must be one of {', '.join(SHARE_MODES)}, not {mode!r}")
-        if nice not in NICE_VALUES:
-            raise ValueError(f"nice must be between 0 and 19, not {nice}")
+        _check_nice(nice)  # at start, not at the first stand-in
         self.mode = mode
         self.nice = nice
         self.group = IdleCgroup.create() if mode == "idle" else None
