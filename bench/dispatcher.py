@@ -28,6 +28,7 @@ from agentline.redis_conn import EmbeddedRedis, delete_namespace, make_client, p
 from agentline.registry import WorkerRegistry
 from agentline.schema import DispatchRequest, WorkerInfo
 from agentline.store import DispatchStore
+from bench import dispatcher_floor
 from bench.common import summarize_ms, target, write_results
 from dispatcher.testing import (
     DispatcherProcess,
@@ -82,13 +83,13 @@ async def _redis() -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def _emulator(webhook_urls: list[str]) -> AsyncIterator[str]:
+async def _emulator(webhook_urls: list[str], workers: bool = True) -> AsyncIterator[str]:
     port = _free_port()
     hooks = [arg for url in webhook_urls for arg in ("--webhook-url", url)]
+    simulated = ["--simulated-worker", f"{AGENT}:1000000"] if workers else []
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "livekit_emulator.main", "--port", str(port),
-        "--keys", f"devkey:{SECRET}", *hooks,
-        "--simulated-worker", f"{AGENT}:1000000", "--log-level", "WARNING",
+        "--keys", f"devkey:{SECRET}", *hooks, *simulated, "--log-level", "WARNING",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -203,6 +204,8 @@ async def _phase(
         for step in ("request", "signal", "timer")
     }
     polls_before = await dispatcher.metric("dispatcher_transitions_total", 'source="poll"')
+    calls_before = await dispatcher.metric("dispatcher_livekit_call_seconds_count")
+    webhooks_before = await dispatcher.metric("dispatcher_webhooks_total")
     cpu_before = _cpu_seconds(dispatcher)
     count = int(rate * seconds)
     started = time.perf_counter()
@@ -219,6 +222,8 @@ async def _phase(
         for step, before in steps_before.items()
     }
     polls = await dispatcher.metric("dispatcher_transitions_total", 'source="poll"') - polls_before
+    calls = await dispatcher.metric("dispatcher_livekit_call_seconds_count") - calls_before
+    webhooks = await dispatcher.metric("dispatcher_webhooks_total") - webhooks_before
     return {
         "rate_per_s": rate,
         "dispatches": count,
@@ -230,6 +235,8 @@ async def _phase(
         # Transitions made by polling: dispatches the fast signals did not move in time
         # (each poll costs LiveKit calls, so a lagging pipeline costs more CPU per dispatch).
         "transitions_by_polling": polls,
+        "livekit_calls_per_dispatch": round(calls / count, 2),
+        "webhooks_per_dispatch": round(webhooks / count, 2),
         "own_latency_per_dispatch_ms": {
             "p50": round(histogram_quantile(own, 0.5) * 1000, 3),
             "p99": round(histogram_quantile(own, 0.99) * 1000, 3),
@@ -333,6 +340,25 @@ async def _split(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
             await balancer.stop()
 
 
+async def _library_floor(redis_url: str, steady: dict[str, Any]) -> dict[str, Any]:
+    """What livekit-api's calls and webhook checks alone cost per dispatch here (see
+    bench.dispatcher_floor), beside the 1 ms target and the dispatcher's measured CPU."""
+    async with _emulator([], workers=False) as livekit_url:
+        call_us = await dispatcher_floor.livekit_call_cpu_us(livekit_url, "devkey", SECRET)
+    webhook_us = await dispatcher_floor.webhook_cpu_us(_free_port())
+    figures = dispatcher_floor.floor_figures(
+        call_us,
+        webhook_us,
+        dispatcher_floor.webhook_check_cpu_us(),
+        await dispatcher_floor.redis_cpu_us_per_dispatch(redis_url),
+        steady["livekit_calls_per_dispatch"],
+        steady["webhooks_per_dispatch"],
+    )
+    figures["dispatcher_cpu_ms_per_dispatch_at_300_per_s"] = steady["cpu_ms_per_dispatch"]
+    figures["target_ms"] = 1.0
+    return figures
+
+
 async def run() -> dict[str, Any]:
     async with _redis() as redis_url:
         redis = make_client(redis_url, max_connections=256)
@@ -348,6 +374,9 @@ async def run() -> dict[str, Any]:
                     figures[name] = await phase(redis, redis_url, keys)
                 finally:
                     await delete_namespace(redis, keys)
+            figures["library_floor"] = await _library_floor(
+                redis_url, figures["single_process"]["steady"]
+            )
         finally:
             await redis.aclose()
         figures["load_average_at_end"] = os.getloadavg()
