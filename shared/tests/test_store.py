@@ -112,11 +112,10 @@ async def test_expected_version_guards_stale_writers(redis_client, keys):
     assert ok.applied and not stale.applied
 
 
-async def test_terminal_state_sets_ttl_and_leaves_active_set(redis_client, keys):
+async def test_terminal_state_sets_ttl_and_leaves_the_deadlines(redis_client, keys):
     store = DispatchStore(redis_client, keys, terminal_ttl_seconds=120)
     request = _request()
     await store.create(request)
-    assert await redis_client.zscore(keys.active_dispatches, request.dispatch_id) is not None
     assert await redis_client.ttl(keys.dispatch(request.dispatch_id)) == -1
     await redis_client.zadd(keys.deadlines, {request.dispatch_id: 1})
     await store.transition(
@@ -124,7 +123,6 @@ async def test_terminal_state_sets_ttl_and_leaves_active_set(redis_client, keys)
     )
     assert 0 < await redis_client.ttl(keys.dispatch(request.dispatch_id)) <= 120
     assert 0 < await redis_client.ttl(keys.dispatch_events(request.dispatch_id)) <= 120
-    assert await redis_client.zscore(keys.active_dispatches, request.dispatch_id) is None
     assert await redis_client.zscore(keys.deadlines, request.dispatch_id) is None
     record = await store.get(request.dispatch_id)
     assert record and record.reason is FailureReason.NO_WORKER_FOR_AGENT

@@ -42,11 +42,6 @@ class Keys:
         return f"{self.prefix}:worker-events"
 
     @property
-    def lifecycle_events(self) -> str:
-        """Every dispatch transition of the deployment, in order (for watchers and metrics)."""
-        return f"{self.prefix}:lifecycle"
-
-    @property
     def control(self) -> str:
         """Commands for the dispatchers that are not new requests (cancel)."""
         return f"{self.prefix}:control"
@@ -76,11 +71,6 @@ class Keys:
     def deadlines(self) -> str:
         """Sorted set: dispatch id → the time its current stage times out."""
         return f"{self.prefix}:deadlines"
-
-    @property
-    def active_dispatches(self) -> str:
-        """Sorted set: non-terminal dispatch ids by creation time."""
-        return f"{self.prefix}:dispatches:active"
 
     # Workers
     @property

@@ -24,40 +24,37 @@ from agentline.lifecycle import (
 from agentline.schema import DispatchEvent, DispatchRecord, DispatchRequest
 
 DEFAULT_TERMINAL_TTL_SECONDS = 24 * 3600
-LIFECYCLE_STREAM_MAXLEN = 100_000
 REQUESTS_STREAM_MAXLEN = 1_000_000
 
-# KEYS: record, requests stream, idempotency key, dispatch events, lifecycle stream, active set
-# ARGV: dispatch id, idempotency ttl (s), requests maxlen, lifecycle maxlen, now ms,
-#       request json, n record pairs, record pairs..., n event pairs, event pairs...
+# KEYS: record, requests stream, idempotency key, dispatch events
+# ARGV: dispatch id, idempotency ttl (s), requests maxlen, request json,
+#       n record pairs, record pairs..., n event pairs, event pairs...
 _CREATE = """
 if KEYS[3] ~= KEYS[1] then
   local existing = redis.call('GET', KEYS[3])
   if existing then return {0, existing} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
-local n = tonumber(ARGV[7])
+local n = tonumber(ARGV[5])
 local record = {}
-for i = 1, n * 2 do record[i] = ARGV[7 + i] end
+for i = 1, n * 2 do record[i] = ARGV[5 + i] end
 redis.call('HSET', KEYS[1], unpack(record))
-local base = 8 + n * 2
+local base = 6 + n * 2
 local m = tonumber(ARGV[base])
 local event = {}
 for i = 1, m * 2 do event[i] = ARGV[base + i] end
 redis.call('XADD', KEYS[4], '*', unpack(event))
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', unpack(event))
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
-  'dispatch_id', ARGV[1], 'request', ARGV[6])
-redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
+  'dispatch_id', ARGV[1], 'request', ARGV[4])
 if KEYS[3] ~= KEYS[1] then
   redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
 end
 return {1, ARGV[1], entry}
 """
 
-# KEYS: record, dispatch events, lifecycle stream, active set, deadlines, [a key to release]
+# KEYS: record, dispatch events, deadlines, [a key to release]
 # ARGV: target, allowed-from (space separated), now ms, terminal ttl (0: not terminal),
-#       expected version ('' for any), lifecycle maxlen, next deadline ms ('' for none),
+#       expected version ('' for any), next deadline ms ('' for none),
 #       n record pairs, pairs..., n event pairs, pairs..., [the value the key must hold]
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'state')
@@ -70,29 +67,27 @@ if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'version') ~= ARGV[5] then
 end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at_ms', ARGV[3], 't_' .. ARGV[1], ARGV[3])
-local n = tonumber(ARGV[8])
+local n = tonumber(ARGV[7])
 if n > 0 then
   local fields = {}
-  for i = 1, n * 2 do fields[i] = ARGV[8 + i] end
+  for i = 1, n * 2 do fields[i] = ARGV[7 + i] end
   redis.call('HSET', KEYS[1], unpack(fields))
 end
-local base = 9 + n * 2
+local base = 8 + n * 2
 local m = tonumber(ARGV[base])
 local event = {'seq', tostring(version), 'previous', current}
 for i = 1, m * 2 do event[4 + i] = ARGV[base + i] end
 local event_id = redis.call('XADD', KEYS[2], '*', unpack(event))
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(event))
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
-  redis.call('ZREM', KEYS[4], redis.call('HGET', KEYS[1], 'id'))
-  redis.call('ZREM', KEYS[5], redis.call('HGET', KEYS[1], 'id'))
-elseif ARGV[7] ~= '' then
-  redis.call('ZADD', KEYS[5], ARGV[7], redis.call('HGET', KEYS[1], 'id'))
+  redis.call('ZREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
+elseif ARGV[6] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[6], redis.call('HGET', KEYS[1], 'id'))
 end
-if KEYS[6] and redis.call('GET', KEYS[6]) == ARGV[base + m * 2 + 1] then
-  redis.call('DEL', KEYS[6])
+if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[base + m * 2 + 1] then
+  redis.call('DEL', KEYS[4])
 end
 return {1, current, version, event_id}
 """
@@ -200,15 +195,11 @@ class DispatchStore:
                 self.keys.requests,
                 idem_key,
                 self.keys.dispatch_events(request.dispatch_id),
-                self.keys.lifecycle_events,
-                self.keys.active_dispatches,
             ],
             args=[
                 request.dispatch_id,
                 self.idempotency_ttl_seconds,
                 REQUESTS_STREAM_MAXLEN,
-                LIFECYCLE_STREAM_MAXLEN,
-                at,
                 msgspec.json.encode(request).decode(),
                 *_pairs(record.to_hash()),
                 *_pairs(event),
@@ -258,8 +249,6 @@ class DispatchStore:
             keys=[
                 self.keys.dispatch(dispatch_id),
                 self.keys.dispatch_events(dispatch_id),
-                self.keys.lifecycle_events,
-                self.keys.active_dispatches,
                 self.keys.deadlines,
                 *([release[0]] if release else []),
             ],
@@ -269,7 +258,6 @@ class DispatchStore:
                 at,
                 ttl,
                 "" if expected_version is None else str(expected_version),
-                LIFECYCLE_STREAM_MAXLEN,
                 "" if next_look_at_ms is None else str(next_look_at_ms),
                 *_pairs(updates),
                 *_pairs(event),
