@@ -10,6 +10,9 @@ concurrent connections:
 - ``bare_same_protocol``: the same endpoint on the protocol token-api is served with
   (``token_api.serving``: one socket write per response), so that the ratio can also be read
   without that server-side gain (reported beside the targets, not one of them);
+- ``minimal``: the least a session endpoint does (``bench.token_api_minimal``: body, one atomic
+  Redis write, the token; no keys, limit, idempotency, validation or metrics), served like
+  token-api: its ratio to the seed is the most a complete endpoint could reach here;
 - ``seed``: the naive backend this project replaces: mint with livekit-api's AccessToken and
   call CreateDispatch on the LiveKit emulator before answering.
 
@@ -251,6 +254,12 @@ def run() -> dict[str, Any]:
                 token_api_env,
                 "/v1/sessions",
             ),
+            (
+                "minimal",
+                _uvicorn("bench.token_api_minimal:minimal_app", port, SAME_PROTOCOL),
+                {**token_api_env, "AGENTLINE_REDIS_NAMESPACE": f"{namespace}-minimal"},
+                "/minimal/sessions",
+            ),
             ("seed", _uvicorn("bench.token_api:seed_app", port), common_env, "/seed/sessions"),
         ]
         with _process(emulator, {}, f"http://127.0.0.1:{emu_port}/", workdir / "emulator.log"):
@@ -270,6 +279,7 @@ def run() -> dict[str, Any]:
                 print(f"{name}: {json.dumps(runs[name])}", flush=True)
     finally:
         _cleanup(redis_url, namespace)
+        _cleanup(redis_url, f"{namespace}-minimal")
     figures["runs"] = runs
     figures["targets"] = _targets(runs)
     if profile:
@@ -346,6 +356,9 @@ def _targets(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     same = runs.get("bare_same_protocol", {}).get("16", {}).get("ok_per_s", 0.0)
     if same:
         out["info_ratio_to_bare_same_protocol_at_16"] = round(api16["ok_per_s"] / same, 3)
+    minimal16 = runs.get("minimal", {}).get("16", {}).get("ok_per_s", 0.0)
+    if minimal16 and seed16:
+        out["info_minimal_endpoint_ratio_to_seed_at_16"] = round(minimal16 / seed16, 2)
     return out
 
 

@@ -1,0 +1,76 @@
+"""A reference for token-api's benchmark: the least a session endpoint does.
+
+It decodes the body into a struct, records the dispatch and publishes its request in one
+atomic Redis call (a Lua script on the pipelined connection token-api uses), mints the token
+with token-api's minter, and answers; it is served with token-api's protocol. It leaves out
+what the issue also asks of ``POST /v1/sessions``: API keys, the rate limit, idempotency, field
+validation and problem+json, metrics, the trace context and the full dispatch record. Its ratio
+to the seed-style endpoint is the most a complete session endpoint could reach on this machine,
+so it is printed beside token-api's (not a target of its own).
+"""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+from litestar import Litestar, post
+from litestar.params import JSONBody
+
+from agentline.ids import random_hex
+from agentline.keys import Keys
+from agentline.redis_mux import MuxRedis
+from token_api.dispatch_ids import new_dispatch_id
+from token_api.tokens import TokenMinter
+
+AGENT = "travel-assistant"
+TTL_SECONDS = 3600
+STREAM_MAXLEN = 100_000
+
+# KEYS: the dispatch record, the requests stream. ARGV: id, room, agent, identity, maxlen.
+_CREATE = """
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'room', ARGV[2], 'agent_name', ARGV[3],
+           'caller_identity', ARGV[4], 'state', 'requested')
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'dispatch_id', ARGV[1],
+           'room', ARGV[2], 'agent_name', ARGV[3])
+return 1
+"""
+
+
+class SessionBody(msgspec.Struct):
+    room: str | None = None
+    identity: str | None = None
+    name: str | None = None
+
+
+class MinimalSession(msgspec.Struct):
+    room: str
+    identity: str
+    token: str
+    dispatch_id: str
+
+
+def minimal_app() -> Litestar:
+    keys = Keys(os.environ["AGENTLINE_REDIS_NAMESPACE"])
+    redis = MuxRedis(os.environ["REDIS_URL"])
+    create = redis.register_script(_CREATE)
+    minter = TokenMinter(os.environ["LIVEKIT_API_KEY"], os.environ["LIVEKIT_API_SECRET"])
+
+    @post("/minimal/sessions", status_code=201)
+    async def create_session(data: JSONBody[SessionBody]) -> MinimalSession:
+        room = data.room or "travel-room-" + random_hex(6)
+        identity = data.identity or "user-" + random_hex(6)
+        dispatch_id = new_dispatch_id()
+        await create(
+            keys=[keys.dispatch(dispatch_id), keys.requests],
+            args=[dispatch_id, room, AGENT, identity, STREAM_MAXLEN],
+        )
+        minted = minter.mint(
+            room=room, identity=identity, ttl_seconds=TTL_SECONDS, name=data.name or ""
+        )
+        return MinimalSession(room, identity, minted.jwt, dispatch_id)
+
+    async def close_redis() -> None:
+        await redis.aclose()
+
+    return Litestar([create_session], on_shutdown=[close_redis])
