@@ -1,11 +1,12 @@
 import asyncio
 
+import msgspec
 import pytest
 
 from agentline.ids import new_dispatch_id
 from agentline.lifecycle import DispatchState, FailureReason
 from agentline.schema import DispatchRequest
-from agentline.store import DispatchStore
+from agentline.store import REQUESTED_EVENT_ID, DispatchStore
 
 
 def _request(room: str = "room-1") -> DispatchRequest:
@@ -26,6 +27,35 @@ async def test_create_writes_record_event_and_stream_entry(redis_client, keys):
     assert [e[1]["dispatch_id"] for e in entries] == [request.dispatch_id]
     events = await store.events(request.dispatch_id)
     assert [e.state for e in events] == [DispatchState.REQUESTED]
+
+
+async def test_the_requested_event_comes_from_the_record(redis_client, keys):
+    store = DispatchStore(redis_client, keys)
+    request = msgspec.structs.replace(_request(), requested_at_ms=1_800_000_000_123)
+    await store.create(request)
+    assert not await redis_client.exists(keys.dispatch_events(request.dispatch_id))
+    [requested] = await store.events(request.dispatch_id)
+    assert requested.event_id == REQUESTED_EVENT_ID and requested.seq == 1
+    assert requested.at_ms == 1_800_000_000_123
+    await store.transition(request.dispatch_id, DispatchState.DISPATCHING)
+    events = await store.events(request.dispatch_id)
+    assert [(e.state, e.seq) for e in events] == [
+        (DispatchState.REQUESTED, 1),
+        (DispatchState.DISPATCHING, 2),
+    ]
+    assert events[1].event_id > REQUESTED_EVENT_ID
+    assert await store.events("dsp_unknown") == []
+
+
+async def test_a_stream_that_holds_its_requested_event_is_not_given_another(redis_client, keys):
+    # Dispatches created before create stopped writing the event keep theirs.
+    store = DispatchStore(redis_client, keys)
+    request = _request()
+    await store.create(request)
+    stream = keys.dispatch_events(request.dispatch_id)
+    fields = {"dispatch_id": request.dispatch_id, "seq": "1", "state": "requested", "at_ms": "1"}
+    written = await redis_client.xadd(stream, fields)
+    assert [e.event_id for e in await store.events(request.dispatch_id)] == [written]
 
 
 async def test_idempotent_create_under_concurrency(redis_client, keys):

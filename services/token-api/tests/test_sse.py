@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from agentline.keys import Keys
 from agentline.lifecycle import DispatchState
-from agentline.store import DispatchStore
+from agentline.store import REQUESTED_EVENT_ID, DispatchStore
 from token_api.testing import AUTH
 
 PATH = [
@@ -91,7 +91,8 @@ async def test_events_arrive_in_order_and_stream_closes_after_terminal(
     stream_ids = [
         entry_id for entry_id, _ in await redis_client.xrange(keys.dispatch_events(dispatch_id))
     ]
-    assert [e.id for e in events] == stream_ids
+    # The requested event comes from the record (its id is below every stream id).
+    assert [e.id for e in events] == [REQUESTED_EVENT_ID, *stream_ids]
 
 
 async def test_resume_with_last_event_id(live_url: str, redis_client: Redis, keys: Keys) -> None:

@@ -25,10 +25,12 @@ from agentline.schema import DispatchEvent, DispatchRecord, DispatchRequest
 
 DEFAULT_TERMINAL_TTL_SECONDS = 24 * 3600
 REQUESTS_STREAM_MAXLEN = 1_000_000
+# The id of a dispatch's ``requested`` event: below every id Redis gives a stream entry.
+REQUESTED_EVENT_ID = "0-1"
 
-# KEYS: record, requests stream, idempotency key, dispatch events
+# KEYS: record, requests stream, idempotency key
 # ARGV: dispatch id, idempotency ttl (s), requests maxlen, request json,
-#       n record pairs, record pairs..., n event pairs, event pairs...
+#       n record pairs, record pairs...
 _CREATE = """
 if KEYS[3] ~= KEYS[1] then
   local existing = redis.call('GET', KEYS[3])
@@ -39,11 +41,6 @@ local n = tonumber(ARGV[5])
 local record = {}
 for i = 1, n * 2 do record[i] = ARGV[5 + i] end
 redis.call('HSET', KEYS[1], unpack(record))
-local base = 6 + n * 2
-local m = tonumber(ARGV[base])
-local event = {}
-for i = 1, m * 2 do event[i] = ARGV[base + i] end
-redis.call('XADD', KEYS[4], '*', unpack(event))
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
   'dispatch_id', ARGV[1], 'request', ARGV[4])
 if KEYS[3] ~= KEYS[1] then
@@ -183,26 +180,17 @@ class DispatchStore:
         idem_key = (
             self.keys.idempotency("dispatch", idempotency_key) if idempotency_key else record_key
         )
-        event = {
-            "dispatch_id": request.dispatch_id,
-            "seq": "1",
-            "state": DispatchState.REQUESTED.value,
-            "at_ms": str(at),
-        }
+        # No event is written: the dispatch's stream begins with its first transition, and
+        # ``events`` makes the ``requested`` event from the record (a new stream per session
+        # cost Redis more than the rest of the session's write).
         result = await self._create(
-            keys=[
-                record_key,
-                self.keys.requests,
-                idem_key,
-                self.keys.dispatch_events(request.dispatch_id),
-            ],
+            keys=[record_key, self.keys.requests, idem_key],
             args=[
                 request.dispatch_id,
                 self.idempotency_ttl_seconds,
                 REQUESTS_STREAM_MAXLEN,
                 msgspec.json.encode(request).decode(),
                 *_pairs(record.to_hash()),
-                *_pairs(event),
             ],
         )
         created, dispatch_id = int(result[0]) == 1, _text(result[1])
@@ -299,14 +287,20 @@ class DispatchStore:
     async def events(
         self, dispatch_id: str, after: str = "0-0", count: int = 100
     ) -> list[DispatchEvent]:
-        """Events of one dispatch after a stream id (exclusive)."""
-        start = after if after.startswith("(") else f"({after}"
-        if after in ("0", "0-0", ""):
-            start = "-"
+        """Events of one dispatch after a stream id (exclusive). From the start, the first is
+        ``requested`` with id :data:`REQUESTED_EVENT_ID`, made from the record (``create``
+        writes no event; streams of dispatches created before that hold their own)."""
+        from_start = after in ("0", "0-0", "")
+        start = "-" if from_start else (after if after.startswith("(") else f"({after}")
         rows: Any = await self.redis.xrange(
             self.keys.dispatch_events(dispatch_id), start, "+", count
         )
-        return [_event(entry_id, fields) for entry_id, fields in rows]
+        events = [_event(entry_id, fields) for entry_id, fields in rows]
+        if from_start and not (events and events[0].state is DispatchState.REQUESTED):
+            record = await self.get(dispatch_id)
+            if record is not None:
+                events.insert(0, requested_event(record))
+        return events
 
     async def wait_events(
         self, dispatch_id: str, after: str, block_ms: int, count: int = 100
@@ -318,6 +312,17 @@ class DispatchStore:
         for _stream, rows in reply or []:
             out.extend(_event(entry_id, fields) for entry_id, fields in rows)
         return out
+
+
+def requested_event(record: DispatchRecord) -> DispatchEvent:
+    """A dispatch's first event, from its record: every stream id is above its id."""
+    return DispatchEvent(
+        dispatch_id=record.id,
+        seq=1,
+        state=DispatchState.REQUESTED,
+        at_ms=record.created_at_ms,
+        event_id=REQUESTED_EVENT_ID,
+    )
 
 
 def _event(entry_id: Any, fields: dict[Any, Any]) -> DispatchEvent:
