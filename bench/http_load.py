@@ -7,6 +7,7 @@ import collections
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -154,3 +155,65 @@ def py_spy_top(pid: int, seconds: float, out: Path) -> list[dict[str, Any]]:
         frame = stack.split(";")[-1]
         own[frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].rstrip(")")] += int(count)
     return [{"frame": f, "share": round(n / total, 3)} for f, n in own.most_common(15)]
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def alternate(
+    wrk: str | None,
+    servers: dict[str, tuple[str, int]],
+    connections: int,
+    rounds: int,
+    seconds: float,
+    script: Path,
+    body: str,
+    api_key: str,
+) -> dict[str, dict[str, Any]]:
+    """Drive each server (name → (url, pid)) for ``seconds`` in turn, ``rounds`` times, the
+    order rotated each round. The host's speed drifts from minute to minute: compared within a
+    round, two servers meet the same drift, so ratios are taken per round (``per_round``).
+    Per server: throughput over all its rounds, the median round's latency percentiles and
+    the worst round's p99, and its CPU time per answered request."""
+    names = list(servers)
+    per_round: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for n in range(rounds):
+        for name in names[n % len(names) :] + names[: n % len(names)]:
+            url, pid = servers[name]
+            before = process_cpu_seconds(pid)
+            figures = drive(wrk, url, connections, seconds, script, body, api_key)
+            after = process_cpu_seconds(pid)
+            figures["cpu_seconds"] = (
+                after - before if before is not None and after is not None else None
+            )
+            per_round[name].append(figures)
+    return {name: _combined(runs) for name, runs in per_round.items()}
+
+
+def _combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    requests = sum(r["requests"] for r in runs)
+    ok = sum(r["ok_per_s"] for r in runs) / len(runs)
+    cpu = [r["cpu_seconds"] for r in runs]
+    out: dict[str, Any] = {
+        "load_average_before": runs[0]["load_average_before"],
+        "requests": requests,
+        "ok_per_s": round(ok, 1),
+        "non_2xx": sum(r["non_2xx"] for r in runs),
+        "socket_errors": sum(r["socket_errors"] for r in runs),
+        **{
+            key: round(statistics.median(r[key] for r in runs), 3)
+            for key in ("p50_ms", "p90_ms", "p99_ms")
+        },
+        "p99_ms_worst_round": max(r["p99_ms"] for r in runs),
+        "max_ms": max(r["max_ms"] for r in runs),
+        "per_round_ok_per_s": [r["ok_per_s"] for r in runs],
+    }
+    if None not in cpu and requests:
+        out["server_cpu_us_per_request"] = round(sum(cpu) / requests * 1e6, 1)
+    return out
