@@ -35,7 +35,8 @@ from agentline.registry import WorkerRegistry
 from agentline.schema import DispatchRequest, WorkerInfo
 from agentline.store import DispatchStore
 from bench.common import summarize_ms, target, write_results
-from bench.dispatcher import SECRET, _free_port, _hook, _redis
+from bench.dispatcher import SECRET, _hook, _redis
+from bench.http_load import free_port
 from dispatcher.testing import dispatcher_env, start_dispatcher
 from livekit_emulator.testing import RunningEmulator, running_emulator
 
@@ -72,7 +73,7 @@ async def _dispatch_created_ns(emu: RunningEmulator, room: str, within: float = 
 
 
 async def _handoffs(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     store = DispatchStore(redis, keys)
     await WorkerRegistry(redis, keys, ttl_seconds=3600).heartbeat(
         WorkerInfo(worker_id="bench-admission", agent_name=AGENT, capacity=POOL)

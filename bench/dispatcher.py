@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import time
 import uuid
@@ -30,6 +29,7 @@ from agentline.schema import DispatchRequest, WorkerInfo
 from agentline.store import DispatchStore
 from bench import dispatcher_floor
 from bench.common import summarize_ms, target, write_results
+from bench.http_load import free_port
 from dispatcher.testing import (
     DispatcherProcess,
     WebhookBalancer,
@@ -63,12 +63,6 @@ def _hook(port: int) -> str:
     return f"http://127.0.0.1:{port}/webhooks/livekit"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def _redis() -> AsyncIterator[str]:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -84,7 +78,7 @@ async def _redis() -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def _emulator(webhook_urls: list[str], workers: bool = True) -> AsyncIterator[str]:
-    port = _free_port()
+    port = free_port()
     hooks = [arg for url in webhook_urls for arg in ("--webhook-url", url)]
     simulated = ["--simulated-worker", f"{AGENT}:1000000"] if workers else []
     process = await asyncio.create_subprocess_exec(
@@ -255,7 +249,7 @@ async def _phase(
 
 async def _single(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
     store = DispatchStore(redis, keys)
-    port = _free_port()
+    port = free_port()
     async with _emulator([_hook(port)]) as livekit_url:
         env = dispatcher_env(
             redis_url, keys, livekit_url, "devkey", SECRET, port, "bench-1", **DISPATCHER_SETTINGS
@@ -294,7 +288,7 @@ async def _single(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
 
 async def _split(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
     store = DispatchStore(redis, keys)
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     # LiveKit posts webhooks to one URL: in Kubernetes the dispatcher Service, which hands
     # each to one replica. The balancer here does the same.
     balancer = WebhookBalancer(ports)
@@ -341,11 +335,11 @@ async def _split(redis: Redis, redis_url: str, keys: Keys) -> dict[str, Any]:
 
 
 async def _library_floor(redis_url: str, steady: dict[str, Any]) -> dict[str, Any]:
-    """What livekit-api's calls and webhook checks alone cost per dispatch here (see
-    bench.dispatcher_floor), beside the 1 ms target and the dispatcher's measured CPU."""
+    """What livekit-api's calls and webhook checks and the least Redis work cost per dispatch
+    here (see bench.dispatcher_floor), beside the 1 ms target and the dispatcher's CPU."""
     async with _emulator([], workers=False) as livekit_url:
         call_us = await dispatcher_floor.livekit_call_cpu_us(livekit_url, "devkey", SECRET)
-    webhook_us = await dispatcher_floor.webhook_cpu_us(_free_port())
+    webhook_us = await dispatcher_floor.webhook_cpu_us(free_port())
     figures = dispatcher_floor.floor_figures(
         call_us,
         webhook_us,

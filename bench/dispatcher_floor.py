@@ -7,8 +7,7 @@ this machine before any of its own work.
   with no workers and no webhooks;
 - one LiveKit webhook served by aiohttp and checked as ``livekit-api``'s ``WebhookReceiver``
   does (``TokenVerifier``, then the body's hash), with nothing else in the handler: the
-  server's CPU per webhook, in its own process under wrk (or the Python load generator).
-
+  server's CPU per webhook, in its own process under wrk (or the Python load generator);
 - the least Redis work the lifecycle asks for, on the dispatcher's pipelined connection
   (``agentline.redis_mux``): the request read from the stream in batches and acknowledged,
   and for each of its four transitions the record's state, the event for the SSE stream and
@@ -35,16 +34,21 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 from aiohttp import web
 from livekit import api
 from redis.asyncio import Redis
 
 from agentline.redis_mux import MuxRedis
-from bench.http_load import drive, ensure_wrk, write_wrk_script
+from bench.http_load import (
+    ROOT,
+    drive,
+    ensure_wrk,
+    process_cpu_seconds,
+    wait_http,
+    write_wrk_script,
+)
 from dispatcher.livekit_auth import CachedAuthHeaders
 
-ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_WEBHOOKS = ROOT / "emulator/tests/golden/webhooks/main_dispatch_agent_caller.json"
 KEY = "floorkey"
 SECRET = "floor-secret-0123456789abcdef0123456789abcdef"
@@ -86,42 +90,29 @@ def webhook_app(api_key: str, api_secret: str) -> web.Application:
     return app
 
 
-async def _wait_port(port: int, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        return
-
-
 async def webhook_cpu_us(port: int) -> float:
     """Server CPU per checked webhook, the server in its own process."""
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.dispatcher_floor", str(port), cwd=ROOT
     )
     try:
-        await _wait_port(port)
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/")
         body = _agent_joined_body()
         token = _signed(body)
         script = write_wrk_script(Path(tempfile.mkdtemp()) / "webhook.lua", body, token)
         url = f"http://127.0.0.1:{port}/webhook"
         wrk = ensure_wrk()
         await asyncio.to_thread(drive, wrk, url, IN_FLIGHT, 1.0, script, body, token)  # warm-up
-        cpu = psutil.Process(server.pid).cpu_times()
+        before = process_cpu_seconds(server.pid)
         figures = await asyncio.to_thread(
             drive, wrk, url, IN_FLIGHT, WEBHOOK_SECONDS, script, body, token
         )
-        after = psutil.Process(server.pid).cpu_times()
+        after = process_cpu_seconds(server.pid)
         if figures["non_2xx"] or not figures["requests"]:
             raise RuntimeError(f"the webhook floor server refused webhooks: {figures}")
-        used = (after.user + after.system) - (cpu.user + cpu.system)
-        return used / figures["requests"] * 1e6
+        if before is None or after is None:
+            raise RuntimeError("the webhook floor server's CPU time cannot be read here")
+        return (after - before) / figures["requests"] * 1e6
     finally:
         server.terminate()
         await server.wait()

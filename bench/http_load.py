@@ -1,18 +1,67 @@
-"""HTTP load for the benchmarks: wrk (installed from Debian's packages when missing, as
-root) or a Python keep-alive generator, and a py-spy own-time profile of a server under it."""
+"""HTTP load for the benchmarks: the servers under it (a free port, a process started and
+waited for), wrk (installed from Debian's packages when missing, as root) or a Python
+keep-alive generator, servers taking turns under it, and a py-spy own-time profile of a server
+under it."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_http(url: str, seconds: float = 30.0) -> None:
+    """Until ``url`` answers anything at all (an error status too)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds} s")
+
+
+@contextlib.contextmanager
+def serving(
+    cmd: list[str], env: dict[str, str], probe_url: str, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process (output to ``log``) once ``probe_url`` answers; stopped on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=out)
+    try:
+        wait_http(probe_url)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
 
 WRK_SCRIPT = """
 wrk.method = "POST"

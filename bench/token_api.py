@@ -29,23 +29,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import timeit
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.common import target, write_results
-from bench.http_load import alternate, drive, ensure_wrk, py_spy_top, write_wrk_script
+from bench.http_load import (
+    alternate,
+    drive,
+    ensure_wrk,
+    free_port,
+    py_spy_top,
+    serving,
+    write_wrk_script,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 DURATION_S = float(os.environ.get("BENCH_TOKEN_API_DURATION", "8"))  # per server and load
 # The servers take turns, each for DURATION_S / ROUNDS at a time (see http_load.alternate).
 ROUNDS = int(os.environ.get("BENCH_TOKEN_API_ROUNDS", "4"))
@@ -116,43 +119,6 @@ def seed_app() -> Any:
 # --- processes -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_http(url: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {seconds} s")
-
-
-@contextlib.contextmanager
-def _process(
-    cmd: list[str], env: dict[str, str], probe_url: str, log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=out)
-    try:
-        _wait_http(probe_url)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def _uvicorn(factory: str, port: int, http: str = "httptools") -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
@@ -161,19 +127,11 @@ def _uvicorn(factory: str, port: int, http: str = "httptools") -> list[str]:
     ]  # fmt: skip
 
 
-SAME_PROTOCOL = "token_api.serving:CoalescingHttpToolsProtocol"
+SAME_PROTOCOL = "token_api.serving:CoalescingHttpToolsProtocol"  # what token_api.main serves with
 
 
 def _token_api_command(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "token_api.main",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]  # what token_api.main serves with
+    return [sys.executable, "-m", "token_api.main", "--host", "127.0.0.1", "--port", str(port)]
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -228,7 +186,7 @@ def run() -> dict[str, Any]:
     profile: list[dict[str, Any]] = []
     try:
         # The emulator for the seed-style endpoint, in its own process.
-        emu_port = _free_port()
+        emu_port = free_port()
         emulator = [
             sys.executable, "-m", "livekit_emulator.main", "--host", "127.0.0.1",
             "--port", str(emu_port), "--keys", f"{LIVEKIT_KEY}:{LIVEKIT_SECRET}",
@@ -277,14 +235,14 @@ def run() -> dict[str, Any]:
         ]
         with contextlib.ExitStack() as running:
             running.enter_context(
-                _process(emulator, {}, f"http://127.0.0.1:{emu_port}/", workdir / "emulator.log")
+                serving(emulator, {}, f"http://127.0.0.1:{emu_port}/", workdir / "emulator.log")
             )
             # Every server up at once (an idle one takes no CPU), then driven in turn.
             live: dict[str, tuple[str, int]] = {}
             for name, command, env, path in servers:
-                port = _free_port()
+                port = free_port()
                 proc = running.enter_context(
-                    _process(
+                    serving(
                         command(port), env, f"http://127.0.0.1:{port}/", workdir / f"{name}.log"
                     )
                 )
@@ -336,12 +294,16 @@ def _profile_under_load(
     return top
 
 
-def round_ratio(runs: dict[str, dict[str, Any]], server: str, reference: str) -> float:
-    """The median over rounds of ``server``'s throughput at 16 over ``reference``'s in the same
-    round (0 when either is missing)."""
+def round_ratios(runs: dict[str, dict[str, Any]], server: str, reference: str) -> list[float]:
+    """``server``'s throughput at 16 over ``reference``'s, round by round."""
     ours = runs.get(server, {}).get("16", {}).get("per_round_ok_per_s", [])
     theirs = runs.get(reference, {}).get("16", {}).get("per_round_ok_per_s", [])
-    ratios = [a / b for a, b in zip(ours, theirs, strict=False) if b]
+    return [a / b for a, b in zip(ours, theirs, strict=False) if b]
+
+
+def round_ratio(runs: dict[str, dict[str, Any]], server: str, reference: str) -> float:
+    """The median of :func:`round_ratios` (0 when either server is missing)."""
+    ratios = round_ratios(runs, server, reference)
     return statistics.median(ratios) if ratios else 0.0
 
 
@@ -365,13 +327,7 @@ def _targets(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         ratio = round_ratio(runs, "minimal", "seed")
         out["info_minimal_endpoint_ratio_to_seed_at_16"] = round(ratio, 2)
     out["info_ratio_to_seed_per_round_at_16"] = [
-        round(a / b, 2)
-        for a, b in zip(
-            api16["per_round_ok_per_s"],
-            runs.get("seed", {}).get("16", {}).get("per_round_ok_per_s", []),
-            strict=False,
-        )
-        if b
+        round(ratio, 2) for ratio in round_ratios(runs, "token_api", "seed")
     ]
     return out
 
