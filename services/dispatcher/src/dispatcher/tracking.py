@@ -112,6 +112,11 @@ class Tracker:
             fields["job_id"] = signal.job_id
         if not _forward(state, target):
             return None
+        if state is DispatchState.DISPATCHING:
+            # The job reached a worker (or its agent the room) before LiveKit's answer to our
+            # create call reached us: LiveKit took the dispatch, so the timeline records that
+            # stage too. If the create step records it first, this move is simply refused.
+            await self._moved(record, DispatchState.DISPATCHED, signal.source.value)
         return await self._moved(record, target, signal.source.value, fields)
 
     async def _moved(
