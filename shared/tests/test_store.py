@@ -5,7 +5,7 @@ import pytest
 
 from agentline.ids import new_dispatch_id
 from agentline.lifecycle import DispatchState, FailureReason
-from agentline.schema import DispatchRequest
+from agentline.schema import DispatchKind, DispatchRecord, DispatchRequest
 from agentline.store import REQUESTED_EVENT_ID, DispatchStore
 
 
@@ -27,6 +27,45 @@ async def test_create_writes_record_event_and_stream_entry(redis_client, keys):
     assert [e[1]["dispatch_id"] for e in entries] == [request.dispatch_id]
     events = await store.events(request.dispatch_id)
     assert [e.state for e in events] == [DispatchState.REQUESTED]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        DispatchRequest("dsp_plain", "room-1", "travel-assistant", requested_at_ms=1_700_000_000_001),
+        DispatchRequest(
+            "dsp_full",
+            "room-2",
+            "travel-assistant",
+            kind=DispatchKind.REINVITE,
+            metadata='{"lang":"fr","note":"\\u00e9t\u00e9 \\"quoted\\""}',
+            caller_identity="user-ünï",
+            requested_at_ms=1_700_000_000_002,
+            trace={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "tracestate": "k=v/w"},
+        ),
+    ],
+)
+async def test_the_script_writes_the_hash_of_the_new_record(redis_client, keys, request_):
+    # The create script builds the record itself; it must be the hash the schema defines.
+    await DispatchStore(redis_client, keys).create(request_)
+    at = request_.requested_at_ms
+    expected = DispatchRecord(
+        id=request_.dispatch_id,
+        state=DispatchState.REQUESTED,
+        room=request_.room,
+        agent_name=request_.agent_name,
+        kind=request_.kind,
+        metadata=request_.metadata,
+        caller_identity=request_.caller_identity,
+        created_at_ms=at,
+        updated_at_ms=at,
+        version=1,
+        timestamps={"requested": at},
+        trace=request_.trace,
+    )
+    stored = await redis_client.hgetall(keys.dispatch(request_.dispatch_id))
+    assert stored == expected.to_hash()
+    assert await DispatchStore(redis_client, keys).get(request_.dispatch_id) == expected
 
 
 async def test_the_requested_event_comes_from_the_record(redis_client, keys):
