@@ -32,7 +32,9 @@ async def test_create_writes_record_event_and_stream_entry(redis_client, keys):
 @pytest.mark.parametrize(
     "request_",
     [
-        DispatchRequest("dsp_plain", "room-1", "travel-assistant", requested_at_ms=1_700_000_000_001),
+        DispatchRequest(
+            "dsp_plain", "room-1", "travel-assistant", requested_at_ms=1_700_000_000_001
+        ),
         DispatchRequest(
             "dsp_full",
             "room-2",
