@@ -64,11 +64,13 @@ def build_state(settings: TokenApiSettings) -> AppState:
         settings.redis_url, socket_timeout=settings.sse_heartbeat_seconds + 5.0
     )
     store = DispatchStore(redis, keys)
-    session_store = store
+    # The request path's scripts (the session's write, the rate limit's leases) go over the
+    # pipelined connection where the URL allows it. Duck-typed: both only register and call
+    # Lua scripts.
+    hot_redis = redis
     if settings.redis_url.startswith("redis://"):
-        # Duck-typed: DispatchStore.create only registers and calls Lua scripts.
-        mux = MuxRedis(settings.redis_url, timeout=REDIS_SOCKET_TIMEOUT_SECONDS)
-        session_store = DispatchStore(cast(Redis, mux), keys)
+        hot_redis = cast(Redis, MuxRedis(settings.redis_url, timeout=REDIS_SOCKET_TIMEOUT_SECONDS))
+    session_store = DispatchStore(hot_redis, keys) if hot_redis is not redis else store
     return AppState(
         settings=settings,
         keys=keys,
@@ -79,7 +81,7 @@ def build_state(settings: TokenApiSettings) -> AppState:
         stream_store=DispatchStore(stream_redis, keys),
         registry=WorkerRegistry(redis, keys),
         api_keys=ApiKeys(k.get_secret_value() for k in settings.api_keys),
-        rate_limiter=RateLimiter(redis, keys, settings.rate_limit_per_minute),
+        rate_limiter=RateLimiter(hot_redis, keys, settings.rate_limit_per_minute),
         idempotency=IdempotencyStore(redis, keys),
         minter=TokenMinter(
             settings.livekit_api_key, settings.livekit_api_secret.get_secret_value()
