@@ -156,4 +156,4 @@ class LeanPrometheusMiddleware(PrometheusMiddleware):
 # Litestar wraps the ``__call__`` of every AbstractMiddleware subclass in that bypass test,
 # made through three generic calls (~2 µs a request): the lean middleware makes it itself.
 # Assigned after the class is made, so that the wrapper is not put around it.
-LeanPrometheusMiddleware.__call__ = LeanPrometheusMiddleware._measured_call  # type: ignore[method-assign]
+LeanPrometheusMiddleware.__call__ = LeanPrometheusMiddleware._measured_call  # type: ignore[method-assign,assignment]
