@@ -195,3 +195,19 @@ async def test_empty_or_non_utf8_body_is_400(client: Client) -> None:
         )
         assert response.status_code == 400, (body, response.text)
         assert response.json()["type"].endswith("/malformed-json")
+
+
+def test_a_dispatch_without_caller_context_starts_a_sampled_trace_of_its_own() -> None:
+    import re
+
+    from token_api.sessions import dispatch_trace
+
+    form = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
+    first, second = dispatch_trace({})["traceparent"], dispatch_trace({})["traceparent"]
+    assert form.match(first) and form.match(second)
+    assert first.split("-")[1] != second.split("-")[1], "a new trace id each time"
+    # A caller's context with an all-zero trace id is not continued; its flags are kept.
+    zero = dispatch_trace({"traceparent": f"00-{'0' * 32}-00f067aa0ba902b7-00"})["traceparent"]
+    assert re.match(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-00$", zero) and zero[3:35] != "0" * 32
+    # An invalid header is ignored.
+    assert form.match(dispatch_trace({"traceparent": "00-abc"})["traceparent"])

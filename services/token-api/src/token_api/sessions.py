@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 from opentelemetry import trace
-from opentelemetry.trace import TraceFlags
 
 from agentline.ids import now_ms, random_hex
 from agentline.lifecycle import DispatchState
@@ -116,17 +115,23 @@ def dispatch_trace(headers: Mapping[str, str]) -> dict[str, str]:
     Without it nothing is exported, so no span is recorded: the dispatch gets fresh span ids
     of its own, continuing the caller's ``traceparent`` when there is one, so the dispatcher
     and the worker still share one trace id per dispatch. It is marked sampled unless the
-    caller said otherwise, so that services that do export record their spans. Ids come
-    from ``random`` like the OpenTelemetry SDK's own id generator.
+    caller said otherwise, so that services that do export record their spans. New ids are
+    random bytes from the pooled CSPRNG (``agentline.ids``), written as hex directly.
     """
     current = trace.get_current_span().get_span_context()
     if current.is_valid:
         return _carrier(current.trace_id, current.span_id, int(current.trace_flags))
-    trace_id, flags = 0, int(TraceFlags.SAMPLED)
-    parent = _TRACEPARENT.match(headers.get("traceparent", "").strip().lower())
-    if parent is not None and int(parent.group(2), 16):
-        trace_id, flags = int(parent.group(1), 16), int(parent.group(3), 16)
-    return _carrier(trace_id or random.getrandbits(128) or 1, random.getrandbits(64) or 1, flags)
+    flags = "01"  # sampled
+    incoming = headers.get("traceparent")
+    if incoming:
+        parent = _TRACEPARENT.match(incoming.strip().lower())
+        if parent is not None and int(parent.group(2), 16):
+            trace_id, flags = int(parent.group(1), 16), parent.group(3)
+            if trace_id:
+                return _carrier(trace_id, random.getrandbits(64) or 1, int(flags, 16))
+    # A new trace (the common case: no caller context). All-zero ids are invalid in W3C
+    # trace context; 8 or 16 random bytes all zero are not worth a test (2^-64 at most).
+    return {"traceparent": f"00-{random_hex(16)}-{random_hex(8)}-{flags}"}
 
 
 def _carrier(trace_id: int, span_id: int, flags: int) -> dict[str, str]:
