@@ -22,6 +22,8 @@ drifts from minute to minute: the ratios are the median of ratios taken within a
 both servers met the same drift. The load average before the first round and each server's
 CPU time per request (steadier than throughput on shared cores) are recorded.
 When a target is missed, a py-spy profile of token-api under load names what limits it.
+After the load runs, the cost ladder (``bench.token_api_ladder``) splits token-api's CPU per
+session, measured in process, into steps from the minimal endpoint up.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench import token_api_ladder
 from bench.common import target, write_results
 from bench.http_load import (
     alternate,
@@ -261,9 +264,16 @@ def run() -> dict[str, Any]:
             if not _token_api_met(runs):
                 url, pid = live["token_api"]
                 profile = _profile_under_load(wrk, url, script, pid, workdir)
+        # In this process, with the servers stopped: nothing else competes for the cores.
+        figures["cost_ladder_in_process"] = token_api_ladder.measure(
+            {**token_api_env, "AGENTLINE_REDIS_NAMESPACE": f"{namespace}-ladder"},
+            SESSION_BODY,
+            API_KEY,
+        )
     finally:
         _cleanup(redis_url, namespace)
         _cleanup(redis_url, f"{namespace}-minimal")
+        _cleanup(redis_url, f"{namespace}-ladder")
     figures["runs"] = runs
     figures["targets"] = _targets(runs)
     if profile:

@@ -9,6 +9,12 @@ to the seed-style endpoint is the most a complete session endpoint could reach o
 so it is printed beside token-api's (not a target of its own). It has every saving token-api's
 request path has (the lean body read and JSON answer, the collector's thresholds), so that the
 difference between the two is what the features it leaves out cost.
+
+``session_app`` is the step between the two: token-api's own session work (``sessions.
+create_session``: field validation, the full dispatch record and its request entry, the trace
+context, its metrics, the token and the full answer) in a handler like the minimal one, with
+token-api's API-key middleware and its request-metrics middleware when asked. The cost ladder
+(``bench.token_api_ladder``) measures each step.
 """
 
 from __future__ import annotations
@@ -17,19 +23,25 @@ import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import msgspec
-from litestar import Litestar, post
+from litestar import Litestar, Request, post
 from litestar.params import JSONBody
 
 from agentline.heap import freeze_startup_objects
 from agentline.ids import random_hex
 from agentline.keys import Keys
 from agentline.redis_mux import MuxRedis
-from token_api.app import GC_YOUNG_THRESHOLD
+from agentline.settings import TokenApiSettings, load_settings
+from token_api import sessions
+from token_api.app import GC_YOUNG_THRESHOLD, build_state, initial_state, prometheus_config
+from token_api.auth import ApiKeyMiddleware
 from token_api.dispatch_ids import new_dispatch_id
+from token_api.problems import EXCEPTION_HANDLERS
 from token_api.requests import LeanBodyRequest
 from token_api.responses import JSONAnswer
+from token_api.schemas import SessionCreate, SessionCreated
 from token_api.tokens import TokenMinter
 
 AGENT = "travel-assistant"
@@ -89,3 +101,37 @@ def minimal_app() -> Litestar:
             await redis.aclose()
 
     return Litestar([create_session], lifespan=[lifespan])
+
+
+def session_app(api_key: bool = False, request_metrics: bool = False) -> Litestar:
+    state = build_state(load_settings(TokenApiSettings))
+
+    @post(
+        "/v1/sessions",
+        status_code=201,
+        request_class=LeanBodyRequest,
+        middleware=[ApiKeyMiddleware] if api_key else None,
+    )
+    async def create_session(
+        request: Request[Any, Any, Any], data: JSONBody[SessionCreate]
+    ) -> JSONAnswer[SessionCreated]:
+        created = await sessions.create_session(state, data, None, request.headers)
+        return JSONAnswer(created, status_code=201)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        freeze_startup_objects()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        try:
+            yield
+        finally:
+            await state.close()
+
+    return Litestar(
+        [create_session],
+        state=initial_state(state),
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[prometheus_config().middleware] if request_metrics else [],
+        debug=False,
+    )

@@ -119,6 +119,18 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+def prometheus_config() -> PrometheusConfig:
+    """Request metrics: Litestar's plugin, paths grouped by route, unhandled ones left out."""
+    return PrometheusConfig(
+        app_name="token_api",
+        prefix="token_api",
+        group_path=True,
+        exclude_unhandled_paths=True,
+        exclude=UNMEASURED_PATHS,
+        middleware_class=LeanPrometheusMiddleware,
+    )
+
+
 def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Litestar:
     """The app; settings from the environment unless given (``overrides`` patch them)."""
     settings = settings or load_settings(TokenApiSettings, **overrides)
@@ -147,14 +159,7 @@ def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Li
             exclude_spans=["receive", "send"],
         )
         plugins.append(OpenTelemetryPlugin(tracing))
-    prometheus = PrometheusConfig(
-        app_name="token_api",
-        prefix="token_api",
-        group_path=True,
-        exclude_unhandled_paths=True,
-        exclude=UNMEASURED_PATHS,
-        middleware_class=LeanPrometheusMiddleware,
-    )
+    prometheus = prometheus_config()
     return Litestar(
         route_handlers=[
             SessionController,
@@ -168,7 +173,7 @@ def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Li
             "settings": Provide(provide_settings, sync_to_thread=False),
             "redis": Provide(provide_redis, sync_to_thread=False),
         },
-        state=_initial_state(state),
+        state=initial_state(state),
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
@@ -194,7 +199,8 @@ def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Li
     )
 
 
-def _initial_state(state: AppState) -> Any:
+def initial_state(state: AppState) -> Any:
+    """The Litestar state that holds the app's :class:`AppState`."""
     from litestar.datastructures import State
 
     return State({STATE_KEY: state})
