@@ -65,7 +65,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def _started(app: Any) -> AsyncIterator[None]:
+async def running(app: Any) -> AsyncIterator[None]:
     """The app's lifespan, as a server runs it (startup before the first request)."""
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -129,7 +129,7 @@ async def _measure(body: bytes, api_key: str) -> dict[str, list[float]]:
         callers = {}
         for name, factory, path in _steps():
             app = factory()
-            await apps.enter_async_context(_started(app))
+            await apps.enter_async_context(running(app))
             callers[name] = _caller(app, path, body, api_key)
             await callers[name](REQUESTS_PER_ROUND // 10)  # warm: scripts loaded, caches filled
         for _ in range(ROUNDS):
