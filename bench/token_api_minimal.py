@@ -35,7 +35,13 @@ from agentline.keys import Keys
 from agentline.redis_mux import MuxRedis
 from agentline.settings import TokenApiSettings, load_settings
 from token_api import sessions
-from token_api.app import GC_YOUNG_THRESHOLD, build_state, initial_state, prometheus_config
+from token_api.app import (
+    GC_YOUNG_THRESHOLD,
+    build_state,
+    initial_state,
+    lifespan_of,
+    prometheus_config,
+)
 from token_api.auth import ApiKeyMiddleware
 from token_api.dispatch_ids import new_dispatch_id
 from token_api.problems import EXCEPTION_HANDLERS
@@ -118,19 +124,10 @@ def session_app(api_key: bool = False, request_metrics: bool = False) -> Litesta
         created = await sessions.create_session(state, data, None, request.headers)
         return JSONAnswer(created, status_code=201)
 
-    @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        freeze_startup_objects()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-        try:
-            yield
-        finally:
-            await state.close()
-
     return Litestar(
         [create_session],
         state=initial_state(state),
-        lifespan=[lifespan],
+        lifespan=[lifespan_of(state)],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus_config().middleware] if request_metrics else [],
         debug=False,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, cast
 
 from litestar import Litestar
@@ -119,6 +119,21 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+def lifespan_of(state: AppState) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Startup: the collector tuned for the request path; shutdown: the state's clients closed."""
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        freeze_startup_objects()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        try:
+            yield
+        finally:
+            await state.close()
+
+    return lifespan
+
+
 def prometheus_config() -> PrometheusConfig:
     """Request metrics: Litestar's plugin, paths grouped by route, unhandled ones left out."""
     return PrometheusConfig(
@@ -135,16 +150,6 @@ def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Li
     """The app; settings from the environment unless given (``overrides`` patch them)."""
     settings = settings or load_settings(TokenApiSettings, **overrides)
     state = build_state(settings)
-
-    @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        freeze_startup_objects()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-        try:
-            yield
-        finally:
-            await state.close()
-
     provider = setup_tracing("token-api")
     plugins = []
     if tracing_exported():
@@ -174,7 +179,7 @@ def create_app(settings: TokenApiSettings | None = None, **overrides: Any) -> Li
             "redis": Provide(provide_redis, sync_to_thread=False),
         },
         state=initial_state(state),
-        lifespan=[lifespan],
+        lifespan=[lifespan_of(state)],
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
             allow_origins=settings.cors_allow_origins,
