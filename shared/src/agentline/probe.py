@@ -162,6 +162,7 @@ async def run_probe(
     audio_done = asyncio.Event()
     stop_tone = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
+    source: rtc.AudioSource | None = None
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=10.0) as client:
         try:
             body = {"identity": f"probe-{uuid.uuid4().hex[:8]}"}
@@ -264,4 +265,9 @@ async def run_probe(
             if hang_up:
                 with contextlib.suppress(Exception):
                     await room.disconnect()
+                # The native audio source is released here, not left to interpreter exit
+                # (one probe process aborted in livekit's audio thread as it exited).
+                if source is not None:
+                    with contextlib.suppress(Exception):
+                        await source.aclose()
     return result
