@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bench.token_api import LIVEKIT_KEY, LIVEKIT_SECRET, seed_app
+from bench.token_api import LIVEKIT_KEY, LIVEKIT_SECRET
 from bench.token_api_ladder import running
+from bench.token_api_seed import seed_app
 from livekit_emulator.testing import running_emulator
 
 
